@@ -24,8 +24,9 @@ enum prov_phone_status {
 
 /* Normalise `in` (NUL-terminated, any common notation) using `default_region` (ISO 3166
  * alpha-2, e.g. "FR"; NULL means "FR") for national numbers. On success writes the E.164 form
- * ("+33612345678") into out (size outlen, 16 bytes is always enough) and returns PROV_PHONE_OK.
- * Otherwise returns a negative prov_phone_status and leaves out untouched. */
+ * ("+33612345678") into out (size outlen, 17 bytes is always enough (15 digits, "+", NUL)) and
+ * returns PROV_PHONE_OK. Otherwise returns a negative prov_phone_status and leaves out untouched.
+ */
 int prov_phone_normalize(const char *in, const char *default_region, char *out, size_t outlen)
     __attribute__((warn_unused_result));
 

@@ -17,9 +17,9 @@ enum prov_encoding { PROV_ENC_GSM7 = 0, PROV_ENC_UCS2 = 1 };
 
 struct prov_text_info {
     enum prov_encoding encoding;
-    size_t chars;    /* user-visible characters (Unicode code points) */
-    size_t units;    /* GSM-7 septets (extension chars count 2) or UCS-2 16-bit units */
-    int segments;    /* 1 when units fit one SMS (160 / 70), else ceil(units / 153 or 67) */
+    size_t chars; /* user-visible characters (Unicode code points) */
+    size_t units; /* GSM-7 septets (extension chars count 2) or UCS-2 16-bit units */
+    int segments; /* 1 when units fit one SMS (160 / 70), else ceil(units / 153 or 67) */
 };
 
 /* Analyse UTF-8 `text` of `len` bytes. Returns 0 and fills *out, or PROV_TEXT_EINVAL for
@@ -31,9 +31,10 @@ int prov_text_analyse(const char *text, size_t len, struct prov_text_info *out)
 
 /* Returns a newly allocated UTF-8 string (caller frees with free()) where characters outside
  * GSM-7 that have a common French/typographic equivalent are replaced (ê→e, â→a, î→i, ô→o,
- * û→u, ë→e, ï→i, ç→c (GSM has only Ç), œ→oe, Œ→OE, æ→ae, «»“”„→", ‘’‚→', …→..., –—→-,
+ * û→u, ë→e, ï→i, ç→c (GSM has only Ç), œ→oe, Œ→OE, «»“”„→", ‘’‚→', …→..., –—→-,
  * non-breaking spaces→space, etc.). Characters with no equivalent are kept unchanged (the text
- * then stays UCS-2). NULL on invalid UTF-8. *out_len receives the byte length if non-NULL. */
+ * then stays UCS-2; callers should use the result only when it turns the text into GSM-7). NULL on
+ * invalid UTF-8 or out of memory. *out_len receives the byte length if non-NULL. */
 char *prov_text_transliterate(const char *text, size_t len, size_t *out_len);
 
 /* True when the single Unicode code point `cp` is in the GSM 03.38 default alphabet (1 septet)

@@ -38,13 +38,13 @@ enum prov_outcome {
 
 /* A message handed to ops->send. Borrowed: copy what you keep. */
 struct prov_msg {
-    int64_t id;        /* our message id; use it as the provider tracker where possible */
+    int64_t id; /* our message id; use it as the provider tracker where possible */
     int64_t centre_id;
-    const char *to;    /* E.164, "+33612345678" */
-    const char *text;  /* UTF-8 */
-    int encoding;      /* enum prov_encoding from prov_text.h */
+    const char *to;   /* E.164, "+33612345678" */
+    const char *text; /* UTF-8 */
+    int encoding;     /* enum prov_encoding from prov_text.h */
     int segments;
-    int attempt;       /* 1 for the first try */
+    int attempt; /* 1 for the first try */
 };
 
 /* The outcome of one send. */
@@ -61,7 +61,7 @@ struct prov_result {
 struct prov_dlr {
     int64_t msg_id;
     const char *provider_ref;
-    int delivered;     /* 1 delivered, 0 undelivered */
+    int delivered; /* 1 delivered, 0 undelivered */
     const char *detail;
 };
 
@@ -79,7 +79,7 @@ typedef void (*prov_done_fn)(void *arg, int err, int64_t id);
 struct prov_host {
     void *ctx;
     struct event_base *base;
-    const char *route;        /* route name, for logs and callbacks */
+    const char *route; /* route name, for logs and callbacks */
     void (*outcome)(void *ctx, const struct prov_result *r);
     void (*dlr)(void *ctx, const struct prov_dlr *d);
     /* Store an inbound message durably; done(arg, 0, id) after commit, done(arg, <0, 0) when

@@ -1,0 +1,880 @@
+/*
+ * loadgen — HTTP load generator for the Passerelle submission API.
+ *
+ * Sends --count POST /api/v1/messages requests to a running gatewayd over
+ * --concurrency keep-alive HTTP/1.1 connections (libevent evhttp client, one
+ * connection per worker; each worker sends its next request as soon as the
+ * answer to the previous one has arrived), then prints a summary: requests
+ * sent, accepted (202), counts per HTTP status, connection errors, elapsed
+ * time, accepted/s and latency percentiles.
+ *
+ * Usage:
+ *   loadgen --key-file /etc/passerelle/bench.key --count 10000 --concurrency 32
+ *   loadgen --url http://127.0.0.1:8080 --key KEY --retry --idempotency-prefix run1 \
+ *           --ids-out /tmp/ids.txt --json
+ *   loadgen --help
+ *
+ * Request i (0 <= i < --count) is {"to": to-base + (i % --distinct),
+ * "text": --text with its first "%d" replaced by i, "idempotency_key": "P-i"
+ * when --idempotency-prefix P is given}. The text is never used as a printf
+ * format: it is split at "%d" and the decimal number is inserted between the
+ * two halves.
+ *
+ * With --retry, a request answered 503 or lost to a connection error is sent
+ * again (same i, same body) 200 ms later, until it is accepted or
+ * --max-seconds have elapsed. Use --idempotency-prefix together with --retry:
+ * a request lost to a connection error may have been accepted by the server
+ * before the connection dropped, and only the idempotency key keeps the retry
+ * from creating a second message.
+ *
+ * Exit status: 0 when every request got a 202 (after retries) with a readable
+ * id, 1 otherwise, 2 on a usage or setup error.
+ *
+ * See bench/README.md for what each figure of the summary means.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#define API_PATH "/api/v1/messages"
+#define RETRY_DELAY_MS 200
+#define REQUEST_TIMEOUT_S 30
+#define MAX_CONCURRENCY 10000
+#define MAX_STATUS 600
+
+/* ---- configuration ---------------------------------------------------- */
+
+static struct {
+    char host[256];      /* as given to evhttp_connection_base_new (no brackets) */
+    char host_hdr[300];  /* Host header value, "host:port" */
+    char url_shown[340]; /* for the summary */
+    unsigned short port;
+    char *key; /* heap: from --key or --key-file */
+    long long count;
+    int concurrency;
+    unsigned long long to_base;
+    int to_digits;
+    long long distinct;
+    const char *text_prefix; /* text before the first "%d" (heap copy) */
+    const char *text_suffix; /* text after it, NULL when the text has no "%d" */
+    const char *idem_prefix;
+    const char *ids_out_path;
+    int retry;
+    long long max_seconds;
+    int json;
+} cfg;
+
+/* ---- run state -------------------------------------------------------- */
+
+struct worker {
+    struct evhttp_connection *conn;
+    struct event *timer; /* delay before a retry or after a connection error */
+    long long cur;       /* request index being worked on, -1 when none */
+    int is_retry;        /* the next send of cur is a retry */
+    int inflight;        /* a request is on the wire, its callback not yet run */
+    int drop_conn;       /* free and recreate conn before the next send */
+    int done;
+    struct timespec t0;
+};
+
+static struct {
+    struct event_base *base;
+    struct worker *workers;
+    int workers_done;
+    long long next_index;
+    int stopping;
+    const char *stop_reason;
+    struct timespec start;
+
+    long long sent;     /* HTTP requests put on the wire, retries included */
+    long long retries;  /* of which retries */
+    long long accepted; /* requests answered 202 */
+    long long failed;   /* requests given up without a 202 */
+    long long conn_errors;
+    long long malformed; /* 202 answers without a readable id */
+    long long status[MAX_STATUS];
+    long long status_other; /* status outside 100..599 */
+
+    double *lat; /* ms, one per HTTP answer (any status) */
+    size_t lat_n, lat_cap;
+    int oom;
+
+    FILE *ids_out;
+} st;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static int parse_ll(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: loadgen (--key KEY | --key-file FILE) [options]\n"
+          "  --url URL                 http://host:port (default http://127.0.0.1:8080);\n"
+          "                            the path is always " API_PATH "\n"
+          "  --key KEY                 API key, sent as Authorization: Bearer KEY\n"
+          "  --key-file FILE           read the API key from the first line of FILE\n"
+          "  --count N                 total requests (default 10000)\n"
+          "  --concurrency C           connections / requests in flight (default 32)\n"
+          "  --to-base E164            first recipient (default +33600000000)\n"
+          "  --distinct D              request i goes to to-base + (i % D) (default 1000000)\n"
+          "  --text TEXT               message text; its first %d becomes i\n"
+          "                            (default \"Bonjour, ceci est un test de charge "
+          "Passerelle n\xc2\xb0%d\")\n"
+          "  --idempotency-prefix P    send idempotency_key \"P-i\" with request i\n"
+          "  --ids-out FILE            write each accepted id, one per line\n"
+          "  --retry                   resend on 503 or connection error after 200 ms\n"
+          "  --max-seconds S           stop after S seconds and report (default 600)\n"
+          "  --json                    print the summary as one JSON object\n"
+          "  --help                    this text\n"
+          "exit status: 0 every request accepted, 1 otherwise, 2 usage error\n",
+          f);
+}
+
+/* "http://host[:port][/]" or with the fixed API path; IPv6 as [addr]. */
+static int parse_url(const char *url)
+{
+    const char *p = url;
+    if (strncmp(p, "http://", 7) != 0) {
+        fprintf(stderr, "loadgen: --url must start with http:// (got \"%s\")\n", url);
+        return -1;
+    }
+    p += 7;
+    const char *host_start, *host_end;
+    if (*p == '[') {
+        host_start = p + 1;
+        host_end = strchr(host_start, ']');
+        if (host_end == NULL) {
+            fprintf(stderr, "loadgen: --url: unterminated [ in \"%s\"\n", url);
+            return -1;
+        }
+        p = host_end + 1;
+    } else {
+        host_start = p;
+        while (*p != '\0' && *p != ':' && *p != '/')
+            p++;
+        host_end = p;
+    }
+    size_t hlen = (size_t)(host_end - host_start);
+    if (hlen == 0 || hlen >= sizeof cfg.host) {
+        fprintf(stderr, "loadgen: --url: bad host in \"%s\"\n", url);
+        return -1;
+    }
+    memcpy(cfg.host, host_start, hlen);
+    cfg.host[hlen] = '\0';
+
+    long long port = 80;
+    if (*p == ':') {
+        p++;
+        const char *ps = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        char pbuf[8];
+        size_t plen = (size_t)(p - ps);
+        if (plen == 0 || plen >= sizeof pbuf) {
+            fprintf(stderr, "loadgen: --url: bad port in \"%s\"\n", url);
+            return -1;
+        }
+        memcpy(pbuf, ps, plen);
+        pbuf[plen] = '\0';
+        if (parse_ll(pbuf, 1, 65535, &port) != 0) {
+            fprintf(stderr, "loadgen: --url: bad port in \"%s\"\n", url);
+            return -1;
+        }
+    }
+    if (*p != '\0' && strcmp(p, "/") != 0 && strcmp(p, API_PATH) != 0) {
+        fprintf(stderr, "loadgen: --url: the path is fixed to " API_PATH "; drop \"%s\"\n", p);
+        return -1;
+    }
+    cfg.port = (unsigned short)port;
+    int ipv6 = strchr(cfg.host, ':') != NULL;
+    snprintf(cfg.host_hdr, sizeof cfg.host_hdr, "%s%s%s:%u", ipv6 ? "[" : "", cfg.host,
+             ipv6 ? "]" : "", (unsigned)cfg.port);
+    snprintf(cfg.url_shown, sizeof cfg.url_shown, "http://%s" API_PATH, cfg.host_hdr);
+    return 0;
+}
+
+static int valid_key(const char *k)
+{
+    if (*k == '\0')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p < 0x21 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+static char *read_key_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: --key-file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        fprintf(stderr, "loadgen: --key-file %s: empty file\n", path);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+        line[--n] = '\0';
+    return line;
+}
+
+/* "+digits" -> value and digit count; the range base .. base+distinct-1
+ * must keep the same number of digits. */
+static int parse_to_base(const char *s)
+{
+    if (s[0] != '+') {
+        fprintf(stderr, "loadgen: --to-base must be E.164, e.g. +33600000000 (got \"%s\")\n", s);
+        return -1;
+    }
+    size_t nd = strlen(s + 1);
+    if (nd < 8 || nd > 15 || s[1] == '0' || strspn(s + 1, "0123456789") != nd) {
+        fprintf(stderr, "loadgen: --to-base must be + and 8 to 15 digits (got \"%s\")\n", s);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s + 1, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        fprintf(stderr, "loadgen: --to-base: bad number \"%s\"\n", s);
+        return -1;
+    }
+    cfg.to_base = v;
+    cfg.to_digits = (int)nd;
+    return 0;
+}
+
+static int check_to_range(void)
+{
+    unsigned long long limit = 1;
+    for (int i = 0; i < cfg.to_digits; i++)
+        limit *= 10;
+    if (cfg.to_base + (unsigned long long)(cfg.distinct - 1) >= limit) {
+        fprintf(stderr, "loadgen: --to-base + --distinct overflows the number's %d digits\n",
+                cfg.to_digits);
+        return -1;
+    }
+    return 0;
+}
+
+static int valid_utf8(const char *s)
+{
+    json_t *probe = json_string(s); /* NULL when s is not valid UTF-8 */
+    int ok = probe != NULL;
+    json_decref(probe);
+    return ok;
+}
+
+static int set_text(const char *text)
+{
+    if (!valid_utf8(text)) {
+        fprintf(stderr, "loadgen: --text is not valid UTF-8\n");
+        return -1;
+    }
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return -1;
+    char *pct = strstr(copy, "%d");
+    if (pct != NULL) {
+        *pct = '\0';
+        cfg.text_suffix = pct + 2;
+    } else {
+        cfg.text_suffix = NULL;
+    }
+    cfg.text_prefix = copy;
+    return 0;
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static char *build_body(long long i, size_t *len)
+{
+    char to[24], num[24], idem[320];
+    unsigned long long v = cfg.to_base + (unsigned long long)(i % cfg.distinct);
+    snprintf(to, sizeof to, "+%0*llu", cfg.to_digits, v);
+    snprintf(num, sizeof num, "%lld", i);
+
+    size_t plen = strlen(cfg.text_prefix);
+    size_t nlen = cfg.text_suffix ? strlen(num) : 0;
+    size_t slen = cfg.text_suffix ? strlen(cfg.text_suffix) : 0;
+    char *text = malloc(plen + nlen + slen + 1);
+    if (text == NULL)
+        return NULL;
+    memcpy(text, cfg.text_prefix, plen);
+    if (cfg.text_suffix) {
+        memcpy(text + plen, num, nlen);
+        memcpy(text + plen + nlen, cfg.text_suffix, slen);
+    }
+    text[plen + nlen + slen] = '\0';
+
+    json_t *o = json_object();
+    char *out = NULL;
+    if (o != NULL && json_object_set_new(o, "to", json_string(to)) == 0 &&
+        json_object_set_new(o, "text", json_string(text)) == 0) {
+        int ok = 1;
+        if (cfg.idem_prefix != NULL) {
+            snprintf(idem, sizeof idem, "%s-%lld", cfg.idem_prefix, i);
+            ok = json_object_set_new(o, "idempotency_key", json_string(idem)) == 0;
+        }
+        if (ok)
+            out = json_dumps(o, JSON_COMPACT);
+    }
+    json_decref(o);
+    free(text);
+    if (out != NULL)
+        *len = strlen(out);
+    return out;
+}
+
+static void record_latency(double ms)
+{
+    if (st.lat_n == st.lat_cap) {
+        size_t ncap = st.lat_cap ? st.lat_cap * 2 : 1024;
+        double *n = realloc(st.lat, ncap * sizeof *n);
+        if (n == NULL) {
+            st.oom = 1;
+            return;
+        }
+        st.lat = n;
+        st.lat_cap = ncap;
+    }
+    st.lat[st.lat_n++] = ms;
+}
+
+static void stop(const char *reason)
+{
+    if (st.stopping)
+        return;
+    st.stopping = 1;
+    st.stop_reason = reason;
+    event_base_loopbreak(st.base);
+}
+
+static void worker_next(struct worker *w);
+static void handle_conn_error(struct worker *w);
+
+static void arm_delay(struct worker *w)
+{
+    struct timeval tv = {RETRY_DELAY_MS / 1000, (RETRY_DELAY_MS % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+}
+
+static void write_id(const char *body, size_t len)
+{
+    json_error_t err;
+    json_t *root = json_loadb(body, len, 0, &err);
+    json_t *id = json_is_object(root) ? json_object_get(root, "id") : NULL;
+    if (json_is_integer(id)) {
+        if (st.ids_out)
+            fprintf(st.ids_out, "%" JSON_INTEGER_FORMAT "\n", json_integer_value(id));
+    } else if (json_is_string(id)) {
+        if (st.ids_out)
+            fprintf(st.ids_out, "%s\n", json_string_value(id));
+    } else {
+        st.malformed++;
+    }
+    json_decref(root);
+}
+
+static void on_response(struct evhttp_request *req, void *arg)
+{
+    struct worker *w = arg;
+    if (!w->inflight)
+        return; /* already handled as a failed evhttp_make_request */
+    w->inflight = 0;
+    if (st.stopping)
+        return;
+
+    int code = req ? evhttp_request_get_response_code(req) : 0;
+    if (code <= 0) {
+        handle_conn_error(w);
+        return;
+    }
+
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    record_latency(ms_between(&w->t0, &now));
+    if (code < MAX_STATUS && code >= 100)
+        st.status[code]++;
+    else
+        st.status_other++;
+
+    if (code == 202) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(in);
+        const char *body = (const char *)evbuffer_pullup(in, -1);
+        write_id(body ? body : "", body ? len : 0);
+        st.accepted++;
+        w->cur = -1;
+        worker_next(w);
+    } else if (code == 503 && cfg.retry) {
+        w->is_retry = 1;
+        arm_delay(w);
+    } else {
+        st.failed++;
+        w->cur = -1;
+        worker_next(w);
+    }
+}
+
+/* No HTTP answer (refused, reset, closed before the response, timeout).
+ * The connection is dropped and recreated after a short delay, so a dead
+ * server costs a few wakeups per second per worker, not a busy loop. */
+static void handle_conn_error(struct worker *w)
+{
+    st.conn_errors++;
+    w->drop_conn = 1;
+    if (cfg.retry) {
+        w->is_retry = 1;
+    } else {
+        st.failed++;
+        w->cur = -1;
+    }
+    arm_delay(w);
+}
+
+static void send_current(struct worker *w)
+{
+    if (w->conn == NULL) {
+        w->conn = evhttp_connection_base_new(st.base, NULL, cfg.host, cfg.port);
+        if (w->conn == NULL) {
+            fprintf(stderr, "loadgen: cannot create a connection to %s\n", cfg.host_hdr);
+            st.sent++; /* counted so that sent = answers + errors + aborted */
+            handle_conn_error(w);
+            return;
+        }
+        evhttp_connection_set_timeout(w->conn, REQUEST_TIMEOUT_S);
+    }
+
+    size_t len = 0;
+    char *body = build_body(w->cur, &len);
+    struct evhttp_request *req = body ? evhttp_request_new(on_response, w) : NULL;
+    if (req == NULL) {
+        free(body);
+        st.oom = 1;
+        stop("out of memory");
+        return;
+    }
+    char auth[1024];
+    snprintf(auth, sizeof auth, "Bearer %s", cfg.key);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", cfg.host_hdr);
+    evhttp_add_header(h, "Authorization", auth);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Accept", "application/json");
+    evhttp_add_header(h, "Connection", "keep-alive");
+    evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    free(body);
+
+    st.sent++;
+    if (w->is_retry)
+        st.retries++;
+    w->is_retry = 0;
+    w->inflight = 1;
+    clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    if (evhttp_make_request(w->conn, req, EVHTTP_REQ_POST, API_PATH) != 0) {
+        /* req has been freed by libevent. */
+        if (w->inflight) {
+            w->inflight = 0;
+            handle_conn_error(w);
+        }
+    }
+}
+
+static void worker_next(struct worker *w)
+{
+    if (st.stopping)
+        return;
+    if (w->cur < 0) {
+        if (st.next_index >= cfg.count) {
+            if (!w->done) {
+                w->done = 1;
+                if (++st.workers_done == cfg.concurrency)
+                    stop("done");
+            }
+            return;
+        }
+        w->cur = st.next_index++;
+        w->is_retry = 0;
+    }
+    send_current(w);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    if (st.stopping)
+        return;
+    if (w->drop_conn) {
+        if (w->conn != NULL)
+            evhttp_connection_free(w->conn);
+        w->conn = NULL;
+        w->drop_conn = 0;
+    }
+    worker_next(w);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    stop("max-seconds");
+}
+
+static void on_signal(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    stop("signal");
+}
+
+/* ---- summary ---------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* nearest-rank percentile of the sorted latencies */
+static double percentile(double p)
+{
+    if (st.lat_n == 0)
+        return 0.0;
+    size_t rank = (size_t)((p / 100.0) * (double)st.lat_n + 0.999999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > st.lat_n)
+        rank = st.lat_n;
+    return st.lat[rank - 1];
+}
+
+static void print_summary(double elapsed_s, long long aborted)
+{
+    qsort(st.lat, st.lat_n, sizeof *st.lat, cmp_double);
+    double p50 = percentile(50), p90 = percentile(90), p99 = percentile(99);
+    double max = st.lat_n ? st.lat[st.lat_n - 1] : 0.0;
+    double rate = elapsed_s > 0 ? (double)st.accepted / elapsed_s : 0.0;
+    long long unfinished = cfg.count - st.accepted - st.failed;
+
+    if (cfg.json) {
+        json_t *status = json_object();
+        for (int c = 100; c < MAX_STATUS; c++) {
+            if (st.status[c]) {
+                char k[8];
+                snprintf(k, sizeof k, "%d", c);
+                json_object_set_new(status, k, json_integer(st.status[c]));
+            }
+        }
+        if (st.status_other)
+            json_object_set_new(status, "other", json_integer(st.status_other));
+        json_t *lat = st.lat_n == 0
+                          ? json_pack("{s:I, s:n, s:n, s:n, s:n}", "answers", (json_int_t)0, "p50",
+                                      "p90", "p99", "max")
+                          : json_pack("{s:I, s:f, s:f, s:f, s:f}", "answers", (json_int_t)st.lat_n,
+                                      "p50", p50, "p90", p90, "p99", p99, "max", max);
+        json_t *o = json_pack(
+            "{s:s, s:I, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:f, s:f, s:o, "
+            "s:s}",
+            "url", cfg.url_shown, "requests", (json_int_t)cfg.count, "concurrency", cfg.concurrency,
+            "retry", cfg.retry, "sent", (json_int_t)st.sent, "retries", (json_int_t)st.retries,
+            "accepted", (json_int_t)st.accepted, "failed", (json_int_t)st.failed, "unfinished",
+            (json_int_t)unfinished, "aborted", (json_int_t)aborted, "status", status,
+            "connection_errors", (json_int_t)st.conn_errors, "malformed_202",
+            (json_int_t)st.malformed, "elapsed_s", elapsed_s, "accepted_per_s", rate, "latency_ms",
+            lat, "stop_reason", st.stop_reason ? st.stop_reason : "done");
+        if (o != NULL) {
+            json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            fputc('\n', stdout);
+            json_decref(o);
+        } else {
+            fprintf(stderr, "loadgen: cannot build the JSON summary\n");
+        }
+        return;
+    }
+
+    printf("loadgen: %s  concurrency %d  retry %s\n", cfg.url_shown, cfg.concurrency,
+           cfg.retry ? "on" : "off");
+    printf("requests      %lld  (accepted %lld, failed %lld, unfinished %lld)\n", cfg.count,
+           st.accepted, st.failed, unfinished);
+    printf("sent          %lld  (retries %lld, aborted in flight %lld)\n", st.sent, st.retries,
+           aborted);
+    printf("status       ");
+    int any = 0;
+    for (int c = 100; c < MAX_STATUS; c++) {
+        if (st.status[c]) {
+            printf(" %d:%lld", c, st.status[c]);
+            any = 1;
+        }
+    }
+    if (st.status_other) {
+        printf(" other:%lld", st.status_other);
+        any = 1;
+    }
+    printf("%s\n", any ? "" : " (none)");
+    printf("conn errors   %lld\n", st.conn_errors);
+    if (st.malformed)
+        printf("malformed 202 %lld  (202 without a readable \"id\")\n", st.malformed);
+    printf("elapsed       %.3f s", elapsed_s);
+    if (st.stop_reason != NULL && strcmp(st.stop_reason, "done") != 0)
+        printf("  (stopped early: %s)", st.stop_reason);
+    printf("\n");
+    printf("accepted/s    %.1f\n", rate);
+    if (st.lat_n == 0)
+        printf("latency ms    n/a  (no HTTP answer)\n");
+    else
+        printf("latency ms    p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%zu answers)\n", p50, p90,
+               p99, max, st.lat_n);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"key", required_argument, NULL, 'k'},
+        {"key-file", required_argument, NULL, 'K'},
+        {"count", required_argument, NULL, 'n'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"to-base", required_argument, NULL, 't'},
+        {"distinct", required_argument, NULL, 'd'},
+        {"text", required_argument, NULL, 'x'},
+        {"idempotency-prefix", required_argument, NULL, 'i'},
+        {"ids-out", required_argument, NULL, 'o'},
+        {"retry", no_argument, NULL, 'r'},
+        {"max-seconds", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = "http://127.0.0.1:8080";
+    const char *key = NULL, *key_file = NULL;
+    const char *to_base = "+33600000000";
+    const char *text = "Bonjour, ceci est un test de charge Passerelle n\xc2\xb0%d";
+    long long v;
+
+    cfg.count = 10000;
+    cfg.concurrency = 32;
+    cfg.distinct = 1000000;
+    cfg.max_seconds = 600;
+
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            url = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'K':
+            key_file = optarg;
+            break;
+        case 'n':
+            if (parse_ll(optarg, 1, LLONG_MAX / 2, &v) != 0) {
+                fprintf(stderr, "loadgen: --count must be a positive integer\n");
+                return 2;
+            }
+            cfg.count = v;
+            break;
+        case 'c':
+            if (parse_ll(optarg, 1, MAX_CONCURRENCY, &v) != 0) {
+                fprintf(stderr, "loadgen: --concurrency must be 1..%d\n", MAX_CONCURRENCY);
+                return 2;
+            }
+            cfg.concurrency = (int)v;
+            break;
+        case 't':
+            to_base = optarg;
+            break;
+        case 'd':
+            if (parse_ll(optarg, 1, 100000000000000LL, &v) != 0) {
+                fprintf(stderr, "loadgen: --distinct must be a positive integer\n");
+                return 2;
+            }
+            cfg.distinct = v;
+            break;
+        case 'x':
+            text = optarg;
+            break;
+        case 'i':
+            cfg.idem_prefix = optarg;
+            break;
+        case 'o':
+            cfg.ids_out_path = optarg;
+            break;
+        case 'r':
+            cfg.retry = 1;
+            break;
+        case 's':
+            if (parse_ll(optarg, 1, 86400 * 365, &v) != 0) {
+                fprintf(stderr, "loadgen: --max-seconds must be a positive integer\n");
+                return 2;
+            }
+            cfg.max_seconds = v;
+            break;
+        case 'j':
+            cfg.json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "loadgen: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if ((key == NULL) == (key_file == NULL)) {
+        fprintf(stderr, "loadgen: give exactly one of --key and --key-file\n");
+        usage(stderr);
+        return 2;
+    }
+    if (cfg.idem_prefix != NULL && (strlen(cfg.idem_prefix) == 0 || strlen(cfg.idem_prefix) > 256 ||
+                                    !valid_utf8(cfg.idem_prefix))) {
+        fprintf(stderr, "loadgen: --idempotency-prefix must be 1..256 bytes of UTF-8\n");
+        return 2;
+    }
+    if (parse_url(url) != 0 || parse_to_base(to_base) != 0 || check_to_range() != 0)
+        return 2;
+
+    cfg.key = key_file ? read_key_file(key_file) : strdup(key);
+    if (cfg.key == NULL)
+        return 2;
+    int rc = 2;
+    if (!valid_key(cfg.key) || strlen(cfg.key) > 900) {
+        fprintf(stderr, "loadgen: the API key is empty, too long or has spaces/control bytes\n");
+        goto out_key;
+    }
+    if (set_text(text) != 0)
+        goto out_key;
+    if (cfg.ids_out_path != NULL) {
+        st.ids_out = fopen(cfg.ids_out_path, "w");
+        if (st.ids_out == NULL) {
+            fprintf(stderr, "loadgen: --ids-out %s: %s\n", cfg.ids_out_path, strerror(errno));
+            goto out_text;
+        }
+    }
+
+    /* a peer closing mid-write must be an error return, not a killed process */
+    signal(SIGPIPE, SIG_IGN);
+
+    st.base = event_base_new();
+    st.workers = calloc((size_t)cfg.concurrency, sizeof *st.workers);
+    st.lat_cap = cfg.count < 1000000 ? (size_t)cfg.count : 1000000;
+    st.lat = malloc(st.lat_cap * sizeof *st.lat);
+    struct event *deadline = st.base ? evtimer_new(st.base, on_deadline, NULL) : NULL;
+    struct event *sigint = st.base ? evsignal_new(st.base, SIGINT, on_signal, NULL) : NULL;
+    struct event *sigterm = st.base ? evsignal_new(st.base, SIGTERM, on_signal, NULL) : NULL;
+    if (st.base == NULL || st.workers == NULL || st.lat == NULL || deadline == NULL ||
+        sigint == NULL || sigterm == NULL) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        goto out_events;
+    }
+    for (int i = 0; i < cfg.concurrency; i++) {
+        st.workers[i].cur = -1;
+        st.workers[i].timer = evtimer_new(st.base, on_timer, &st.workers[i]);
+        if (st.workers[i].timer == NULL) {
+            fprintf(stderr, "loadgen: out of memory\n");
+            goto out_events;
+        }
+    }
+    struct timeval dl = {(time_t)cfg.max_seconds, 0};
+    evtimer_add(deadline, &dl);
+    evsignal_add(sigint, NULL);
+    evsignal_add(sigterm, NULL);
+
+    clock_gettime(CLOCK_MONOTONIC, &st.start);
+    for (int i = 0; i < cfg.concurrency && !st.stopping; i++)
+        worker_next(&st.workers[i]);
+    if (!st.stopping)
+        event_base_dispatch(st.base);
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double elapsed_s = ms_between(&st.start, &end) / 1e3;
+
+    long long aborted = 0;
+    for (int i = 0; i < cfg.concurrency; i++)
+        aborted += st.workers[i].inflight;
+
+    if (st.ids_out != NULL) {
+        if (fclose(st.ids_out) != 0)
+            fprintf(stderr, "loadgen: --ids-out %s: %s\n", cfg.ids_out_path, strerror(errno));
+        st.ids_out = NULL;
+    }
+    if (st.oom)
+        fprintf(stderr, "loadgen: out of memory during the run; figures are incomplete\n");
+    print_summary(elapsed_s, aborted);
+    fflush(stdout);
+    rc = (st.accepted == cfg.count && st.malformed == 0 && !st.oom) ? 0 : 1;
+
+out_events:
+    if (st.workers != NULL) {
+        for (int i = 0; i < cfg.concurrency; i++) {
+            if (st.workers[i].conn != NULL)
+                evhttp_connection_free(st.workers[i].conn); /* frees a pending request */
+            if (st.workers[i].timer != NULL)
+                event_free(st.workers[i].timer);
+        }
+    }
+    free(st.workers);
+    free(st.lat);
+    if (deadline)
+        event_free(deadline);
+    if (sigint)
+        event_free(sigint);
+    if (sigterm)
+        event_free(sigterm);
+    if (st.base)
+        event_base_free(st.base);
+    libevent_global_shutdown();
+    if (st.ids_out != NULL)
+        fclose(st.ids_out);
+out_text:
+    free((char *)cfg.text_prefix);
+out_key:
+    free(cfg.key);
+    return rc;
+}

@@ -1,0 +1,437 @@
+/*
+ * gatewayctl — the operator's command line.
+ *
+ * Set-up commands talk to the database directly (they work before the daemon runs):
+ *   gatewayctl --config FILE migrate
+ *   gatewayctl --config FILE centre create NAME [--timezone TZ] [--route ROUTE]… [--if-missing]
+ *   gatewayctl --config FILE centre list
+ *   gatewayctl --config FILE key create CENTRE [--label TEXT]     (prints the key, once)
+ *   gatewayctl --config FILE key check KEY                        (exit 0 if valid)
+ *   gatewayctl --config FILE key revoke PREFIX
+ * Runtime commands talk to a running daemon over HTTP:
+ *   gatewayctl [--url URL] status
+ *   gatewayctl [--url URL] --key KEY send TO TEXT [--at RFC3339] [--idempotency-key K]
+ *
+ * Exit codes: 0 ok, 1 failure (the message says why), 2 usage error, 3 not found.
+ */
+#include "gw_auth.h"
+#include "gw_config.h"
+#include "gw_log.h"
+#include "gw_migrate.h"
+#include "gw_util.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PASSERELLE_VERSION
+#define PASSERELLE_VERSION "dev"
+#endif
+
+static const char *opt_config, *opt_url, *opt_key;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: gatewayctl [--config FILE] [--url URL] [--key KEY] COMMAND …\n"
+            "\n"
+            "set-up (database, needs --config):\n"
+            "  migrate                          apply the database migrations\n"
+            "  centre create NAME [--timezone TZ] [--route ROUTE]… [--if-missing]\n"
+            "                                   create a centre (prints its id)\n"
+            "  centre list                      list centres\n"
+            "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
+            "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
+            "  key revoke PREFIX                revoke a key (psk_xxxxxxxxxxxx)\n"
+            "\n"
+            "runtime (HTTP, default --url http://127.0.0.1:8080):\n"
+            "  status                           daemon, database and route health\n"
+            "  send TO TEXT [--at TIME] [--idempotency-key K]   send an SMS (needs --key)\n"
+            "\n"
+            "  --version, --help\n");
+}
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gatewayctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static struct gw_config *load_config(void)
+{
+    if (!opt_config)
+        die(2, "this command needs --config FILE (the daemon's configuration)");
+    struct gw_config *cfg;
+    char err[512];
+    if (gw_config_load(opt_config, &cfg, err, sizeof err) != 0)
+        die(1, "%s", err);
+    return cfg;
+}
+
+static PGconn *db_connect(struct gw_config *cfg)
+{
+    char err[512];
+    if (gw_migrate_run(cfg->db_conninfo, err, sizeof err) != GW_OK)
+        die(1, "%s", err);
+    const char *const keys[] = {"dbname", "options", "application_name", NULL};
+    const char *const vals[] = {cfg->db_conninfo, "-c TimeZone=UTC", "gatewayctl", NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(pg) != CONNECTION_OK)
+        die(1, "cannot connect to the database: %s", PQerrorMessage(pg));
+    return pg;
+}
+
+static PGresult *q(PGconn *pg, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        die(1, "database error: %s", PQresultErrorMessage(r));
+    return r;
+}
+
+static int cmd_centre(int argc, char **argv)
+{
+    if (argc < 1)
+        die(2, "centre: expected create or list");
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    if (!strcmp(argv[0], "list")) {
+        PGresult *r = q(pg,
+                        "SELECT c.id, c.name, c.timezone, coalesce(string_agg(cr.route, ','"
+                        " ORDER BY cr.position), '') FROM centres c LEFT JOIN centre_routes cr"
+                        " ON cr.centre_id = c.id GROUP BY c.id ORDER BY c.id",
+                        0, NULL);
+        printf("%-6s %-32s %-18s %s\n", "ID", "NAME", "TIME ZONE", "ROUTES");
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-6s %-32s %-18s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                   PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+        PQclear(r);
+    } else if (!strcmp(argv[0], "create")) {
+        const char *name = NULL, *tz = "Europe/Paris";
+        const char *routes[16];
+        int nroutes = 0, if_missing = 0;
+        for (int i = 1; i < argc; i++) {
+            if (!strcmp(argv[i], "--timezone") && i + 1 < argc)
+                tz = argv[++i];
+            else if (!strcmp(argv[i], "--route") && i + 1 < argc && nroutes < 16)
+                routes[nroutes++] = argv[++i];
+            else if (!strcmp(argv[i], "--if-missing"))
+                if_missing = 1;
+            else if (argv[i][0] != '-' && !name)
+                name = argv[i];
+            else
+                die(2, "centre create: unexpected argument '%s'", argv[i]);
+        }
+        if (!name || !*name)
+            die(2, "centre create: a NAME is required");
+        const char *p1[1] = {tz};
+        PGresult *r = PQexecParams(pg, "SELECT $1::text IN (SELECT name FROM pg_timezone_names)",
+                                   1, NULL, p1, NULL, NULL, 0);
+        int tz_ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (!tz_ok)
+            die(1, "unknown time zone '%s' (use an IANA name such as Europe/Paris)", tz);
+        const char *p[2] = {name, tz};
+        r = q(pg,
+              "INSERT INTO centres (name, timezone) VALUES ($1, $2)"
+              " ON CONFLICT (name) DO NOTHING RETURNING id",
+              2, p);
+        int created = PQntuples(r) == 1;
+        PQclear(r);
+        if (!created && !if_missing)
+            die(1, "a centre named '%s' already exists (add --if-missing to accept that)", name);
+        const char *pn[1] = {name};
+        r = q(pg, "SELECT id FROM centres WHERE name = $1", 1, pn);
+        char id[24];
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        for (int i = 0; i < nroutes; i++) {
+            char pos[12];
+            snprintf(pos, sizeof pos, "%d", i);
+            const char *pr[3] = {id, routes[i], pos};
+            PQclear(q(pg,
+                      "INSERT INTO centre_routes (centre_id, route, position) VALUES ($1, $2, $3)"
+                      " ON CONFLICT (centre_id, kind, route) DO UPDATE SET position = $3",
+                      3, pr));
+        }
+        fprintf(stderr, "centre '%s' %s (id %s)\n", name, created ? "created" : "exists", id);
+        printf("%s\n", id);
+    } else {
+        die(2, "centre: unknown subcommand '%s'", argv[0]);
+    }
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
+}
+
+static int cmd_key(int argc, char **argv)
+{
+    if (argc < 2)
+        die(2, "key: expected create CENTRE, check KEY or revoke PREFIX");
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    int rc = 0;
+    if (!strcmp(argv[0], "create")) {
+        const char *label = "";
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--label") && i + 1 < argc)
+                label = argv[++i];
+            else
+                die(2, "key create: unexpected argument '%s'", argv[i]);
+        }
+        const char *pc[1] = {argv[1]};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        char centre[24];
+        snprintf(centre, sizeof centre, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        char key[GW_KEY_LEN], prefix[GW_KEY_PREFIX_LEN], hex[2 * GW_KEY_HASH_LEN + 3];
+        uint8_t hash[GW_KEY_HASH_LEN];
+        gw_auth_key_generate(key, prefix, hash);
+        hex[0] = '\\';
+        hex[1] = 'x';
+        sodium_bin2hex(hex + 2, sizeof hex - 2, hash, sizeof hash);
+        const char *p[4] = {centre, prefix, hex, label};
+        PQclear(q(pg,
+                  "INSERT INTO api_keys (centre_id, prefix, key_hash, label)"
+                  " VALUES ($1, $2, $3::bytea, $4)",
+                  4, p));
+        fprintf(stderr, "API key %s created for centre %s; it is shown only now:\n", prefix,
+                centre);
+        printf("%s\n", key);
+        sodium_memzero(key, sizeof key);
+    } else if (!strcmp(argv[0], "check")) {
+        char prefix[GW_KEY_PREFIX_LEN], hex[2 * GW_KEY_HASH_LEN + 1];
+        uint8_t hash[GW_KEY_HASH_LEN];
+        if (gw_auth_key_parse(argv[1], prefix, hash) != GW_OK) {
+            fprintf(stderr, "gatewayctl: that is not an API key (psk_…)\n");
+            rc = 1;
+        } else {
+            sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+            const char *p[2] = {prefix, hex};
+            PGresult *r = q(pg,
+                            "SELECT c.name FROM api_keys k JOIN centres c ON c.id = k.centre_id"
+                            " WHERE k.prefix = $1 AND k.key_hash = decode($2, 'hex')"
+                            " AND k.revoked_at IS NULL",
+                            2, p);
+            if (PQntuples(r) == 1) {
+                printf("valid key for centre '%s'\n", PQgetvalue(r, 0, 0));
+            } else {
+                fprintf(stderr, "gatewayctl: unknown or revoked key\n");
+                rc = 1;
+            }
+            PQclear(r);
+        }
+    } else if (!strcmp(argv[0], "revoke")) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "UPDATE api_keys SET revoked_at = now() WHERE prefix = $1"
+                        " AND revoked_at IS NULL RETURNING id",
+                        1, p);
+        if (PQntuples(r) == 0) {
+            fprintf(stderr, "gatewayctl: no active key with prefix %s\n", argv[1]);
+            rc = 3;
+        } else {
+            printf("revoked %s (takes effect within a minute on running daemons)\n", argv[1]);
+        }
+        PQclear(r);
+    } else {
+        die(2, "key: unknown subcommand '%s'", argv[0]);
+    }
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return rc;
+}
+
+struct buf {
+    char *data;
+    size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct buf *b = arg;
+    size_t n = size * nmemb;
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, ptr, n);
+    b->data = d;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+/* One HTTP request to the daemon; returns the status, body in *out (caller frees). */
+static long http(const char *method, const char *path, const char *body, char **out)
+{
+    const char *base = opt_url ? opt_url : "http://127.0.0.1:8080";
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    CURL *c = curl_easy_init();
+    struct buf b = {0};
+    struct curl_slist *h = NULL;
+    char auth[256];
+    if (opt_key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", opt_key);
+        h = curl_slist_append(h, auth);
+    }
+    if (body) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    if (rc != CURLE_OK)
+        die(1, "cannot reach the daemon at %s: %s", base, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    *out = b.data ? b.data : strdup("");
+    return status;
+}
+
+static int cmd_status(void)
+{
+    char *body;
+    long st = http("GET", "/healthz", NULL, &body);
+    json_t *j = json_loads(body, 0, NULL);
+    if (!j)
+        die(1, "unexpected answer (HTTP %ld): %s", st, body);
+    printf("gatewayd %s on node %s, up %llds\n",
+           json_string_value(json_object_get(j, "version")),
+           json_string_value(json_object_get(j, "node")),
+           (long long)json_integer_value(json_object_get(j, "uptime_s")));
+    printf("database: %s\n", json_string_value(json_object_get(j, "db")));
+    const char *name;
+    json_t *r;
+    json_object_foreach(json_object_get(j, "routes"), name, r)
+    {
+        printf("route %-12s driver %-8s state %-6s in flight %lld, queued %lld (due %lld)",
+               name, json_string_value(json_object_get(r, "driver")),
+               json_string_value(json_object_get(r, "state")),
+               (long long)json_integer_value(json_object_get(r, "in_flight")),
+               (long long)json_integer_value(json_object_get(r, "queued")),
+               (long long)json_integer_value(json_object_get(r, "due")));
+        const char *le = json_string_value(json_object_get(r, "last_error"));
+        if (le)
+            printf(", last error: %s", le);
+        printf("\n");
+    }
+    json_decref(j);
+    free(body);
+    return st == 200 ? 0 : 1;
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    if (!opt_key)
+        die(2, "send needs --key KEY (a centre API key)");
+    const char *to = NULL, *text = NULL, *at = NULL, *idem = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--at") && i + 1 < argc)
+            at = argv[++i];
+        else if (!strcmp(argv[i], "--idempotency-key") && i + 1 < argc)
+            idem = argv[++i];
+        else if (!to)
+            to = argv[i];
+        else if (!text)
+            text = argv[i];
+        else
+            die(2, "send: unexpected argument '%s'", argv[i]);
+    }
+    if (!to || !text)
+        die(2, "send: expected TO and TEXT");
+    json_t *o = json_pack("{s:s,s:s}", "to", to, "text", text);
+    if (at)
+        json_object_set_new(o, "send_at", json_string(at));
+    if (idem)
+        json_object_set_new(o, "idempotency_key", json_string(idem));
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char *out;
+    long st = http("POST", "/api/v1/messages", body, &out);
+    free(body);
+    printf("%s", out);
+    free(out);
+    if (st == 202)
+        return 0;
+    fprintf(stderr, "gatewayctl: the daemon answered HTTP %ld\n", st);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    /* "+": stop at the first non-option so that command arguments keep their own flags. */
+    while ((c = getopt_long(argc, argv, "+c:u:k:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': opt_config = optarg; break;
+        case 'u': opt_url = optarg; break;
+        case 'k': opt_key = optarg; break;
+        case 'V': printf("gatewayctl (Passerelle) %s\n", PASSERELLE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (sodium_init() < 0)
+        die(1, "libsodium failed to initialise");
+    gw_log_setup(0, GW_LOG_WARN);
+    const char *cmd = argv[optind];
+    int n = argc - optind - 1;
+    char **rest = argv + optind + 1;
+    if (!strcmp(cmd, "migrate")) {
+        struct gw_config *cfg = load_config();
+        gw_log_setup(0, GW_LOG_INFO);
+        char err[512];
+        if (gw_migrate_run(cfg->db_conninfo, err, sizeof err) != GW_OK)
+            die(1, "%s", err);
+        gw_config_free(cfg);
+        printf("database schema is up to date\n");
+        return 0;
+    }
+    if (!strcmp(cmd, "centre"))
+        return cmd_centre(n, rest);
+    if (!strcmp(cmd, "key"))
+        return cmd_key(n, rest);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (!strcmp(cmd, "status"))
+        rc = cmd_status();
+    else if (!strcmp(cmd, "send"))
+        rc = cmd_send(n, rest);
+    else
+        die(2, "unknown command '%s' (see gatewayctl --help)", cmd);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,439 @@
+/* gw_api — see gw_api.h. */
+#include "gw_api.h"
+#include "gw_auth.h"
+#include "gw_config.h"
+#include "gw_db.h"
+#include "gw_http.h"
+#include "gw_log.h"
+#include "gw_outbox.h"
+#include "gw_util.h"
+#include "prov_phone.h"
+#include "prov_text.h"
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_IDEMPOTENCY_KEY 200
+#define MAX_FUTURE_SECONDS (400LL * 86400)
+
+struct gw_api {
+    struct gw_db *db;
+    struct gw_auth *auth;
+    struct gw_outbox *outbox;
+    const struct gw_config *cfg;
+};
+
+/* One request in progress (auth and database answers are asynchronous). */
+struct call {
+    struct gw_api *api;
+    struct evhttp_request *req;
+    char *body;
+    size_t body_len;
+    char *tail;
+    int64_t centre_id;
+    /* POST: what we enqueue */
+    char phone[24];
+    char *text;
+    char *idem;
+    int segments;
+    const char *encoding;
+};
+
+static void call_free(struct call *c)
+{
+    free(c->body);
+    free(c->tail);
+    free(c->text);
+    free(c->idem);
+    free(c);
+}
+
+static void auth_failed(struct call *c, int rc)
+{
+    if (rc == GW_EDOWN)
+        gw_http_error(c->req, 503, "database_unavailable",
+                      "the database is unavailable; try again shortly");
+    else
+        gw_http_error(c->req, 401, "unauthorized",
+                      "missing or invalid API key (Authorization: Bearer psk_…)");
+    call_free(c);
+}
+
+static int db_down_reply(struct call *c, int rc)
+{
+    if (rc == GW_OK)
+        return 0;
+    gw_http_error(c->req, 503, "database_unavailable",
+                  "the database is unavailable; try again shortly");
+    call_free(c);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ POST /api/v1/messages */
+
+static void enqueued(void *arg, int err, int64_t id, int created, const char *status,
+                     int segments, const char *encoding)
+{
+    struct call *c = arg;
+    if (err == GW_EDOWN) {
+        gw_http_error(c->req, 503, "database_unavailable",
+                      "the message was not accepted because the database is unavailable; send "
+                      "it again (with the same idempotency_key to be safe)");
+    } else if (err) {
+        gw_http_error(c->req, 500, "internal", "the message could not be stored");
+    } else if (!strcmp(status, "opted_out")) {
+        gw_http_error(c->req, 422, "opted_out",
+                      "this number has opted out of messages from your centre (STOP)");
+    } else if (!strcmp(status, "conflict")) {
+        gw_http_error(c->req, 409, "conflict",
+                      "a message with this idempotency_key is being created; retry");
+    } else {
+        json_t *o = json_pack("{s:I,s:s,s:i,s:s}", "id", (json_int_t)id, "status", status,
+                              "segments", segments, "encoding", encoding);
+        if (!created)
+            json_object_set_new(o, "idempotent_replay", json_true());
+        gw_http_json(c->req, 202, o);
+    }
+    call_free(c);
+}
+
+/* Validate the body and compute the text's encoding; on failure the reply is sent and 1 is
+ * returned. */
+static int post_validate(struct call *c, int64_t *send_at)
+{
+    const struct gw_config *cfg = c->api->cfg;
+    json_error_t jerr;
+    json_t *root = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        gw_http_error(c->req, 400, "malformed_json", "malformed JSON at line %d, column %d: %s",
+                      jerr.line, jerr.column, jerr.text);
+        return 1;
+    }
+    int rc = 1;
+    if (!json_is_object(root)) {
+        gw_http_error(c->req, 400, "malformed_json", "the body must be a JSON object");
+        goto out;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val)
+    {
+        if (strcmp(key, "to") && strcmp(key, "text") && strcmp(key, "send_at") &&
+            strcmp(key, "idempotency_key")) {
+            gw_http_error(c->req, 400, "unknown_field",
+                          "unknown field '%s' (expected to, text, send_at, idempotency_key)", key);
+            goto out;
+        }
+    }
+    json_t *to = json_object_get(root, "to");
+    json_t *text = json_object_get(root, "text");
+    json_t *at = json_object_get(root, "send_at");
+    json_t *idem = json_object_get(root, "idempotency_key");
+    if (!to || !text) {
+        gw_http_error(c->req, 400, "missing_field", "the field '%s' is required",
+                      !to ? "to" : "text");
+        goto out;
+    }
+    if (!json_is_string(to) || !json_is_string(text) || (at && !json_is_null(at) &&
+                                                          !json_is_string(at)) ||
+        (idem && !json_is_null(idem) && !json_is_string(idem))) {
+        gw_http_error(c->req, 400, "bad_field_type",
+                      "to, text, send_at and idempotency_key must be strings");
+        goto out;
+    }
+    int prc = prov_phone_normalize(json_string_value(to), cfg->default_region, c->phone,
+                                   sizeof c->phone);
+    if (prc != PROV_PHONE_OK) {
+        gw_http_error(c->req, 422, "invalid_phone", "'to' is not a mobile number we can text: %s",
+                      prov_phone_strerror(prc));
+        goto out;
+    }
+    size_t tlen = json_string_length(text);
+    const char *t = json_string_value(text);
+    int blank = 1;
+    for (size_t i = 0; i < tlen && blank; i++)
+        blank = t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r';
+    if (blank) {
+        gw_http_error(c->req, 422, "empty_text", "the text is empty");
+        goto out;
+    }
+    if (memchr(t, '\0', tlen)) {
+        gw_http_error(c->req, 422, "invalid_text", "the text contains a NUL character");
+        goto out;
+    }
+    struct prov_text_info info;
+    if (prov_text_analyse(t, tlen, &info) != 0) {
+        gw_http_error(c->req, 422, "invalid_text", "the text is not valid UTF-8");
+        goto out;
+    }
+    c->text = strndup(t, tlen);
+    if (!c->text)
+        abort();
+    /* Transliterate (ê → e, « » → ") only when it makes the whole text GSM-7 without costing
+     * more segments: a text that must stay UCS-2 (an emoji, Arabic) is kept as written. */
+    if (cfg->transliterate && info.encoding == PROV_ENC_UCS2) {
+        size_t nlen;
+        char *tr = prov_text_transliterate(t, tlen, &nlen);
+        struct prov_text_info ti;
+        if (tr && prov_text_analyse(tr, nlen, &ti) == 0 && ti.encoding == PROV_ENC_GSM7 &&
+            ti.segments <= info.segments) {
+            free(c->text);
+            c->text = tr;
+            info = ti;
+        } else {
+            free(tr);
+        }
+    }
+    if (info.segments > cfg->max_segments) {
+        gw_http_error(c->req, 422, "text_too_long",
+                      "the text needs %d SMS segments; the limit is %d (%d GSM-7 characters, or "
+                      "%d when it needs UCS-2)",
+                      info.segments, cfg->max_segments,
+                      cfg->max_segments == 1 ? 160 : 153 * cfg->max_segments,
+                      cfg->max_segments == 1 ? 70 : 67 * cfg->max_segments);
+        goto out;
+    }
+    c->segments = info.segments;
+    c->encoding = prov_encoding_name(info.encoding);
+    *send_at = 0;
+    if (at && json_is_string(at)) {
+        int64_t ts;
+        if (gw_parse_rfc3339(json_string_value(at), &ts) != GW_OK) {
+            gw_http_error(c->req, 422, "invalid_send_at",
+                          "send_at must be an RFC 3339 time such as 2026-12-01T10:00:00+01:00");
+            goto out;
+        }
+        if (ts > gw_wall_ms() / 1000 + MAX_FUTURE_SECONDS) {
+            gw_http_error(c->req, 422, "invalid_send_at", "send_at is more than 400 days away");
+            goto out;
+        }
+        *send_at = ts;
+    }
+    if (idem && json_is_string(idem)) {
+        size_t n = json_string_length(idem);
+        if (n == 0 || n > MAX_IDEMPOTENCY_KEY) {
+            gw_http_error(c->req, 422, "invalid_idempotency_key",
+                          "idempotency_key must be 1 to %d characters", MAX_IDEMPOTENCY_KEY);
+            goto out;
+        }
+        c->idem = strndup(json_string_value(idem), n);
+        if (!c->idem)
+            abort();
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+static void post_authed(void *arg, int rc, int64_t centre_id)
+{
+    struct call *c = arg;
+    if (rc != GW_OK) {
+        auth_failed(c, rc);
+        return;
+    }
+    c->centre_id = centre_id;
+    int64_t send_at;
+    if (post_validate(c, &send_at)) {
+        call_free(c);
+        return;
+    }
+    struct gw_enqueue e = {
+        .centre_id = centre_id,
+        .phone = c->phone,
+        .text = c->text,
+        .segments = c->segments,
+        .encoding = c->encoding,
+        .send_at = send_at,
+        .idem = c->idem,
+    };
+    db_down_reply(c, gw_outbox_enqueue(c->api->outbox, &e, enqueued, c));
+}
+
+static struct call *call_new(struct gw_api *api, struct evhttp_request *req, const char *tail)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->api = api;
+    c->req = req;
+    c->tail = strdup(tail);
+    if (!c->tail)
+        abort();
+    return c;
+}
+
+/* ------------------------------------------------------------------ GET one / list */
+
+static void json_row_reply(void *arg, PGresult *res, const char *err)
+{
+    struct call *c = arg;
+    if (err) {
+        gw_http_error(c->req, 503, "database_unavailable", "the database did not answer");
+    } else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        gw_http_error(c->req, 404, "not_found", "no such message");
+    } else {
+        const char *js = PQgetvalue(res, 0, 0);
+        gw_http_reply(c->req, 200, "application/json; charset=utf-8", js, strlen(js));
+    }
+    call_free(c);
+}
+
+static void get_one_authed(void *arg, int rc, int64_t centre_id)
+{
+    struct call *c = arg;
+    if (rc != GW_OK) {
+        auth_failed(c, rc);
+        return;
+    }
+    int64_t id;
+    if (gw_parse_i64(c->tail, 1, INT64_MAX, &id) != GW_OK) {
+        gw_http_error(c->req, 404, "not_found", "no such message");
+        call_free(c);
+        return;
+    }
+    char ids[24], cs[24];
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    snprintf(cs, sizeof cs, "%lld", (long long)centre_id);
+    const char *p[2] = {ids, cs};
+    /* Another centre's message is "not found", exactly like a missing one. */
+    db_down_reply(c, gw_db_query(c->api->db,
+                                 "SELECT gw_message_json(m, true) FROM messages m"
+                                 " WHERE m.id = $1 AND m.centre_id = $2",
+                                 2, p, json_row_reply, c));
+}
+
+static void list_authed(void *arg, int rc, int64_t centre_id)
+{
+    struct call *c = arg;
+    if (rc != GW_OK) {
+        auth_failed(c, rc);
+        return;
+    }
+    char *to = gw_http_query_param(c->req, "to");
+    char *dir = gw_http_query_param(c->req, "direction");
+    char *since = gw_http_query_param(c->req, "since");
+    char *before = gw_http_query_param(c->req, "before");
+    char *limit = gw_http_query_param(c->req, "limit");
+    char phone[24], cs[24], since_s[32], lim_s[16], before_s[24];
+    const char *p[6] = {cs, NULL, NULL, NULL, NULL, lim_s};
+    int64_t n = 50, ts, b;
+    snprintf(cs, sizeof cs, "%lld", (long long)centre_id);
+    if (to && *to) {
+        int prc = prov_phone_normalize(to, c->api->cfg->default_region, phone, sizeof phone);
+        if (prc != PROV_PHONE_OK) {
+            gw_http_error(c->req, 422, "invalid_phone", "'to' is not a valid number: %s",
+                          prov_phone_strerror(prc));
+            goto done;
+        }
+        p[1] = phone;
+    }
+    if (dir && *dir) {
+        if (strcmp(dir, "in") && strcmp(dir, "out")) {
+            gw_http_error(c->req, 400, "bad_parameter", "direction must be 'in' or 'out'");
+            goto done;
+        }
+        p[2] = dir;
+    }
+    if (since && *since) {
+        if (gw_parse_rfc3339(since, &ts) != GW_OK) {
+            gw_http_error(c->req, 400, "bad_parameter",
+                          "since must be an RFC 3339 time such as 2026-12-01T00:00:00Z");
+            goto done;
+        }
+        gw_format_rfc3339(ts, since_s, sizeof since_s);
+        p[3] = since_s;
+    }
+    if (before && *before) {
+        if (gw_parse_i64(before, 1, INT64_MAX, &b) != GW_OK) {
+            gw_http_error(c->req, 400, "bad_parameter", "before must be a message id");
+            goto done;
+        }
+        snprintf(before_s, sizeof before_s, "%lld", (long long)b);
+        p[4] = before_s;
+    }
+    if (limit && *limit && gw_parse_i64(limit, 1, 200, &n) != GW_OK) {
+        gw_http_error(c->req, 400, "bad_parameter", "limit must be between 1 and 200");
+        goto done;
+    }
+    snprintf(lim_s, sizeof lim_s, "%lld", (long long)n);
+    int qrc = gw_db_query(
+        c->api->db,
+        "WITH page AS (SELECT m.id, gw_message_json(m, false) AS j FROM messages m"
+        "  WHERE m.centre_id = $1 AND ($2::text IS NULL OR m.phone = $2)"
+        "    AND ($3::text IS NULL OR m.direction = $3)"
+        "    AND ($4::timestamptz IS NULL OR m.created_at >= $4)"
+        "    AND ($5::bigint IS NULL OR m.id < $5)"
+        "  ORDER BY m.id DESC LIMIT $6::int)"
+        " SELECT json_build_object('messages', coalesce(json_agg(j ORDER BY id DESC), '[]'),"
+        "   'next_before', CASE WHEN count(*) = $6::int THEN min(id) END) FROM page",
+        6, p, json_row_reply, c);
+    free(to);
+    free(dir);
+    free(since);
+    free(before);
+    free(limit);
+    db_down_reply(c, qrc);
+    return;
+done:
+    free(to);
+    free(dir);
+    free(since);
+    free(before);
+    free(limit);
+    call_free(c);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static void on_messages(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct gw_api *api = arg;
+    (void)tail;
+    struct call *c = call_new(api, req, "");
+    const char *authz = gw_http_header(req, "Authorization");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+        if (gw_http_body(req, api->cfg->max_body_bytes, &c->body,
+                         &c->body_len) != GW_OK) {
+            gw_http_error(req, 413, "body_too_large", "the request body is over %zu bytes",
+                          api->cfg->max_body_bytes);
+            call_free(c);
+            return;
+        }
+        gw_auth_check(api->auth, authz, post_authed, c);
+    } else {
+        gw_auth_check(api->auth, authz, list_authed, c);
+    }
+}
+
+static void on_message(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct gw_api *api = arg;
+    struct call *c = call_new(api, req, tail);
+    gw_auth_check(api->auth, gw_http_header(req, "Authorization"), get_one_authed, c);
+}
+
+struct gw_api *gw_api_new(struct gw_http *http, struct gw_db *db, struct gw_auth *auth,
+                          struct gw_outbox *outbox, const struct gw_config *cfg)
+{
+    struct gw_api *api = calloc(1, sizeof *api);
+    if (!api)
+        abort();
+    api->db = db;
+    api->auth = auth;
+    api->outbox = outbox;
+    api->cfg = cfg;
+    gw_http_route(http, EVHTTP_REQ_POST | EVHTTP_REQ_GET, "/api/v1/messages", GW_HTTP_EXACT,
+                  on_messages, api);
+    gw_http_route(http, EVHTTP_REQ_GET, "/api/v1/messages/", GW_HTTP_PREFIX, on_message, api);
+    return api;
+}
+
+void gw_api_free(struct gw_api *api)
+{
+    free(api);
+}

@@ -1,0 +1,20 @@
+/*
+ * gw_api — the centre-facing send API (DESIGN.md §6): POST /api/v1/messages,
+ * GET /api/v1/messages/{id}, GET /api/v1/messages?to=&direction=&since=&before=&limit=.
+ * Authenticated with a centre API key (gw_auth); every query carries the key's centre id.
+ */
+#ifndef GW_API_H
+#define GW_API_H
+
+struct gw_http;
+struct gw_db;
+struct gw_auth;
+struct gw_outbox;
+struct gw_config;
+struct gw_api;
+
+struct gw_api *gw_api_new(struct gw_http *http, struct gw_db *db, struct gw_auth *auth,
+                          struct gw_outbox *outbox, const struct gw_config *cfg);
+void gw_api_free(struct gw_api *api);
+
+#endif

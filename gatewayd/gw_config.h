@@ -1,0 +1,60 @@
+/*
+ * gw_config — the INI configuration file (parsed with inih). Every option, its default and
+ * its meaning is documented in README.md "Configuration"; keep the two in step.
+ * Unknown sections and keys are errors (a typo must not silently fall back to a default),
+ * except inside [route NAME] sections, whose extra keys belong to the route's driver.
+ * Ownership: gw_config_load/parse return a config the caller frees with gw_config_free.
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stddef.h>
+
+struct gw_route_conf {
+    char *name;
+    char *driver;
+    double rate;     /* messages per second, 0 = unlimited */
+    int concurrency; /* sends in flight at most */
+    size_t n;        /* driver options (every key of the section, in file order) */
+    char **keys;
+    char **values;
+};
+
+struct gw_config {
+    /* [gateway] */
+    char *listen_host;
+    int listen_port;
+    char *node_id;
+    char *default_route;
+    size_t max_body_bytes;
+    char *default_region;
+    int max_segments;
+    int transliterate;
+    /* [database] */
+    char *db_conninfo;
+    int db_pool_size;
+    /* [log] */
+    int log_json;
+    int log_level;
+    /* [outbox] */
+    int batch_size;
+    int lease_seconds;
+    int poll_interval_ms;
+    int max_attempts;
+    int backoff_base_ms;
+    int backoff_max_ms;
+    /* [route NAME]… */
+    struct gw_route_conf *routes;
+    size_t nroutes;
+};
+
+/* Parse a file. On error returns -1 and writes "FILE:LINE: reason" into err. */
+int gw_config_load(const char *path, struct gw_config **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Parse INI text (for tests and --check-config of generated files). */
+int gw_config_parse(const char *text, struct gw_config **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void gw_config_free(struct gw_config *c);
+const struct gw_route_conf *gw_config_route(const struct gw_config *c, const char *name);
+
+#endif

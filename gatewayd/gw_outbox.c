@@ -1,0 +1,963 @@
+/* gw_outbox — see gw_outbox.h. */
+#include "gw_outbox.h"
+#include "gw_config.h"
+#include "gw_db.h"
+#include "gw_http.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_util.h"
+#include "prov_phone.h"
+#include "prov_text.h"
+#include "provider.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#define ENQ_MAX_BATCH 1000
+#define WRITE_MAX_BATCH 2000
+#define QUEUE_STATS_MS 5000
+
+struct route;
+
+/* A message handed to a driver and not yet answered. */
+struct inflight {
+    int64_t id;
+    int64_t token;
+    int64_t centre_id;
+    int attempts;
+    int64_t started_ms; /* wall clock, for the attempts table */
+    int64_t t0_us;      /* monotonic, for the latency histogram */
+    struct route *route;
+    UT_hash_handle hh;
+};
+
+struct route {
+    struct gw_outbox *o;
+    char *name;
+    const char *driver;
+    const struct prov_ops *ops;
+    void *priv;
+    struct prov_host host;
+    struct prov_conf conf;
+    double rate;
+    int concurrency;
+    int in_flight;
+    int claiming;
+    int more_due;     /* the last claim was full: more may be due right now */
+    int claim_limit;  /* rows asked by the claim in flight */
+    double tokens;
+    int64_t tokens_ms;
+    struct event *ev_kick;
+    struct event *ev_tick;
+    int64_t queued, due; /* from the periodic queue count */
+    uint64_t accepted, tempfail, permfail, claimed;
+    struct gw_hist latency;
+    char last_error[160];
+};
+
+struct enq_item {
+    gw_enqueue_cb cb;
+    void *arg;
+};
+
+struct enq_batch {
+    struct gw_outbox *o;
+    json_t *rows;
+    struct enq_item *items;
+    size_t n;
+};
+
+struct gw_outbox {
+    struct event_base *base;
+    struct gw_db *db;
+    const struct gw_config *cfg;
+    struct route *routes;
+    size_t nroutes;
+    struct inflight *inflight; /* by message id */
+
+    /* group commit of enqueues */
+    json_t *enq_rows;
+    struct enq_item *enq_items;
+    size_t enq_n, enq_cap;
+    int enq_running;
+    struct event *ev_enq;
+
+    /* serial writer of outcomes and delivery reports */
+    json_t *rec;
+    json_t *dlr;
+    json_t *writing;     /* batch in flight (kept to retry after a failure) */
+    const char *writing_sql;
+    int write_failures;
+    struct event *ev_write;       /* deferred flush */
+    struct event *ev_write_retry; /* backoff after a failure */
+
+    struct event *ev_stats;
+    int stats_running;
+
+    int draining;
+    void (*drained)(void *);
+    void *drained_arg;
+
+    uint64_t transitions[10];
+    uint64_t inbound_received, inbound_duplicates;
+};
+
+static const char *const state_names[10] = {"queued",      "sending", "sent",      "delivered",
+                                            "undelivered", "failed",  "expired",   "cancelled",
+                                            "received",    "opted_out"};
+
+static void count_state(struct gw_outbox *o, const char *state)
+{
+    for (int i = 0; i < 10; i++)
+        if (!strcmp(state_names[i], state)) {
+            o->transitions[i]++;
+            return;
+        }
+}
+
+static void log_state(int64_t id, int64_t centre, const char *route, const char *phone,
+                      const char *state, int segments, const char *error)
+{
+    if (!gw_log_enabled(GW_LOG_INFO))
+        return;
+    char masked[32];
+    prov_phone_mask(phone, masked, sizeof masked);
+    gw_log_msg(id, centre, route, masked, state, segments, error);
+}
+
+static void check_drained(struct gw_outbox *o);
+static void writer_flush(struct gw_outbox *o);
+static void route_kick(struct route *r);
+
+/* ---------------------------------------------------------------- enqueue (group commit) */
+
+static void enq_done(void *arg, PGresult *res, const char *err)
+{
+    struct enq_batch *b = arg;
+    struct gw_outbox *o = b->o;
+    o->enq_running--;
+    if (err) {
+        int code = strstr(err, "connection") || strstr(err, "unavailable") ||
+                           strstr(err, "shutting down")
+                       ? GW_EDOWN
+                       : GW_ESQL;
+        for (size_t i = 0; i < b->n; i++)
+            b->items[i].cb(b->items[i].arg, code, 0, 0, NULL, 0, NULL);
+    } else {
+        int rows = PQntuples(res);
+        size_t answered = 0;
+        for (int r = 0; r < rows; r++) {
+            int64_t i = 0, id = 0;
+            if (gw_parse_i64(PQgetvalue(res, r, 0), 0, (int64_t)b->n - 1, &i) != GW_OK)
+                continue;
+            if (!PQgetisnull(res, r, 1))
+                id = gw_db_int(res, r, 1);
+            int created = PQgetvalue(res, r, 2)[0] == 't';
+            const char *status = PQgetvalue(res, r, 3);
+            int64_t seg = 1;
+            seg = gw_db_int(res, r, 4);
+            const char *enc = PQgetvalue(res, r, 5);
+            if (created) {
+                count_state(o, "queued");
+                json_t *row = json_array_get(b->rows, (size_t)i);
+                log_state(id, json_integer_value(json_object_get(row, "centre_id")),
+                          PQgetvalue(res, r, 6),
+                          json_string_value(json_object_get(row, "phone")), "queued", (int)seg,
+                          NULL);
+            }
+            struct enq_item *it = &b->items[i];
+            if (it->cb) {
+                it->cb(it->arg, GW_OK, id, created, status, (int)seg, enc);
+                it->cb = NULL;
+                answered++;
+            }
+        }
+        for (size_t i = 0; i < b->n; i++) /* should not happen: every row has a result */
+            if (b->items[i].cb)
+                b->items[i].cb(b->items[i].arg, GW_ESQL, 0, 0, NULL, 0, NULL);
+        (void)answered;
+        for (size_t i = 0; i < o->nroutes; i++) {
+            o->routes[i].more_due = 1;
+            route_kick(&o->routes[i]);
+        }
+    }
+    json_decref(b->rows);
+    free(b->items);
+    free(b);
+    if (o->enq_n)
+        event_active(o->ev_enq, EV_TIMEOUT, 0);
+    check_drained(o);
+}
+
+/* Runs once the loop has handled every request that was ready (lower priority than I/O), so
+ * that all of them share one INSERT and one commit. */
+static void enq_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_outbox *o = arg;
+    while (o->enq_n && o->enq_running < o->cfg->db_pool_size) {
+        struct enq_batch *b = calloc(1, sizeof *b);
+        if (!b)
+            abort();
+        b->o = o;
+        size_t n = o->enq_n > ENQ_MAX_BATCH ? ENQ_MAX_BATCH : o->enq_n;
+        b->n = n;
+        b->items = malloc(n * sizeof *b->items);
+        if (!b->items)
+            abort();
+        memcpy(b->items, o->enq_items, n * sizeof *b->items);
+        if (n == o->enq_n) {
+            b->rows = o->enq_rows;
+            o->enq_rows = json_array();
+        } else {
+            b->rows = json_array();
+            json_t *rest = json_array();
+            for (size_t i = 0; i < o->enq_n; i++) {
+                json_t *row = json_array_get(o->enq_rows, i);
+                if (i < n) {
+                    json_array_append(b->rows, row);
+                } else {
+                    json_object_set_new(row, "i", json_integer((json_int_t)(i - n)));
+                    json_array_append(rest, row);
+                }
+            }
+            json_decref(o->enq_rows);
+            o->enq_rows = rest;
+        }
+        memmove(o->enq_items, o->enq_items + n, (o->enq_n - n) * sizeof *o->enq_items);
+        o->enq_n -= n;
+        char *js = json_dumps(b->rows, JSON_COMPACT);
+        const char *params[2] = {js, o->cfg->default_route};
+        int rc = gw_db_query(o->db, "SELECT * FROM gw_enqueue($1::json, $2)", 2, params, enq_done,
+                             b);
+        free(js);
+        if (rc != GW_OK) {
+            for (size_t i = 0; i < b->n; i++)
+                b->items[i].cb(b->items[i].arg, GW_EDOWN, 0, 0, NULL, 0, NULL);
+            json_decref(b->rows);
+            free(b->items);
+            free(b);
+            continue;
+        }
+        o->enq_running++;
+    }
+}
+
+int gw_outbox_enqueue(struct gw_outbox *o, const struct gw_enqueue *e, gw_enqueue_cb cb, void *arg)
+{
+    if (!gw_db_up(o->db))
+        return GW_EDOWN;
+    if (o->enq_n == o->enq_cap) {
+        o->enq_cap = o->enq_cap ? o->enq_cap * 2 : 256;
+        o->enq_items = realloc(o->enq_items, o->enq_cap * sizeof *o->enq_items);
+        if (!o->enq_items)
+            abort();
+    }
+    json_t *row = json_object();
+    json_object_set_new(row, "i", json_integer((json_int_t)o->enq_n));
+    json_object_set_new(row, "centre_id", json_integer(e->centre_id));
+    json_object_set_new(row, "phone", json_string(e->phone));
+    json_object_set_new(row, "body", json_string(e->text));
+    json_object_set_new(row, "segments", json_integer(e->segments));
+    json_object_set_new(row, "encoding", json_string(e->encoding));
+    json_object_set_new(row, "route", e->route ? json_string(e->route) : json_null());
+    json_object_set_new(row, "idem", e->idem ? json_string(e->idem) : json_null());
+    if (e->send_at > 0) {
+        char ts[32];
+        gw_format_rfc3339(e->send_at, ts, sizeof ts);
+        json_object_set_new(row, "send_at", json_string(ts));
+    } else {
+        json_object_set_new(row, "send_at", json_null());
+    }
+    json_array_append_new(o->enq_rows, row);
+    o->enq_items[o->enq_n].cb = cb;
+    o->enq_items[o->enq_n].arg = arg;
+    o->enq_n++;
+    if (o->enq_n == 1)
+        event_active(o->ev_enq, EV_TIMEOUT, 0);
+    return GW_OK;
+}
+
+/* ---------------------------------------------------------------- serial writer */
+
+static void writer_done(void *arg, PGresult *res, const char *err)
+{
+    struct gw_outbox *o = arg;
+    if (err) {
+        /* Keep the batch: recording outcomes is idempotent (the lease token fences a second
+         * application), so it is retried until the database answers. A batch the database
+         * rejects as such (not a connection problem) is dropped after a few tries; the leases
+         * then expire and the messages are sent again (at-least-once). */
+        o->write_failures++;
+        int conn = strstr(err, "connection") || strstr(err, "unavailable");
+        if (!conn && o->write_failures >= 5) {
+            gw_error("outbox", "dropping a batch of %zu results the database rejects: %s",
+                     json_array_size(o->writing), err);
+            json_decref(o->writing);
+            o->writing = NULL;
+            o->write_failures = 0;
+            writer_flush(o);
+            return;
+        }
+        if (strstr(err, "shutting down")) {
+            json_decref(o->writing);
+            o->writing = NULL;
+            return;
+        }
+        gw_warn("outbox", "could not record %zu results (%s); retrying",
+                json_array_size(o->writing), err);
+        struct timeval tv = {0, 500000};
+        evtimer_add(o->ev_write_retry, &tv);
+        return;
+    }
+    o->write_failures = 0;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows; r++) {
+        int64_t id = 0, centre = 0, seg = 1;
+        id = gw_db_int(res, r, 0);
+        centre = gw_db_int(res, r, 1);
+        seg = gw_db_int(res, r, 4);
+        const char *status = PQgetvalue(res, r, 2);
+        count_state(o, status);
+        log_state(id, centre, PQgetvalue(res, r, 5), PQgetvalue(res, r, 3), status, (int)seg,
+                  PQgetisnull(res, r, 6) ? NULL : PQgetvalue(res, r, 6));
+    }
+    json_decref(o->writing);
+    o->writing = NULL;
+    writer_flush(o);
+    check_drained(o);
+}
+
+static void writer_flush(struct gw_outbox *o)
+{
+    if (o->writing)
+        return;
+    json_t **src = json_array_size(o->rec) ? &o->rec : json_array_size(o->dlr) ? &o->dlr : NULL;
+    if (!src)
+        return;
+    o->writing_sql = src == &o->rec ? "SELECT * FROM gw_record($1::json)"
+                                    : "SELECT * FROM gw_dlr($1::json)";
+    if (json_array_size(*src) <= WRITE_MAX_BATCH) {
+        o->writing = *src;
+        *src = json_array();
+    } else {
+        o->writing = json_array();
+        json_t *rest = json_array();
+        for (size_t i = 0; i < json_array_size(*src); i++)
+            json_array_append(i < WRITE_MAX_BATCH ? o->writing : rest, json_array_get(*src, i));
+        json_decref(*src);
+        *src = rest;
+    }
+    char *js = json_dumps(o->writing, JSON_COMPACT);
+    const char *params[1] = {js};
+    int rc = gw_db_query(o->db, o->writing_sql, 1, params, writer_done, o);
+    free(js);
+    if (rc != GW_OK) {
+        if (rc == GW_ECLOSED) {
+            json_decref(o->writing);
+            o->writing = NULL;
+            return;
+        }
+        struct timeval tv = {0, 500000};
+        evtimer_add(o->ev_write_retry, &tv);
+    }
+}
+
+static void on_write_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_outbox *o = arg;
+    if (!o->writing) {
+        writer_flush(o);
+        return;
+    }
+    char *js = json_dumps(o->writing, JSON_COMPACT);
+    const char *params[1] = {js};
+    int rc = gw_db_query(o->db, o->writing_sql, 1, params, writer_done, o);
+    free(js);
+    if (rc == GW_EDOWN) {
+        struct timeval tv = {1, 0};
+        evtimer_add(o->ev_write_retry, &tv);
+    }
+}
+
+static void on_write_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    writer_flush(arg);
+}
+
+/* ---------------------------------------------------------------- driver callbacks */
+
+static void host_outcome(void *ctx, const struct prov_result *res)
+{
+    struct route *r = ctx;
+    struct gw_outbox *o = r->o;
+    struct inflight *f;
+    HASH_FIND(hh, o->inflight, &res->msg_id, sizeof res->msg_id, f);
+    if (!f || f->route != r) {
+        gw_warn(r->name ? r->name : "route", "outcome for message %lld which is not in flight",
+                (long long)res->msg_id);
+        return;
+    }
+    HASH_DEL(o->inflight, f);
+    r->in_flight--;
+    gw_hist_observe(&r->latency, (double)(gw_now_us() - f->t0_us) / 1e6);
+
+    const char *outcome = "accepted";
+    int final = 1;
+    int64_t delay = 0;
+    switch (res->outcome) {
+    case PROV_ACCEPTED:
+        r->accepted++;
+        break;
+    case PROV_TEMPFAIL:
+        r->tempfail++;
+        outcome = "tempfail";
+        final = f->attempts >= o->cfg->max_attempts;
+        delay = gw_backoff_ms(f->attempts, o->cfg->backoff_base_ms, o->cfg->backoff_max_ms,
+                              gw_random32());
+        break;
+    case PROV_PERMFAIL:
+    default:
+        r->permfail++;
+        outcome = "permfail";
+        break;
+    }
+    if (res->outcome != PROV_ACCEPTED)
+        snprintf(r->last_error, sizeof r->last_error, "%s%s%s",
+                 res->error_code ? res->error_code : "error", res->error_msg ? ": " : "",
+                 res->error_msg ? res->error_msg : "");
+    char errbuf[300] = "";
+    if (res->outcome != PROV_ACCEPTED) {
+        snprintf(errbuf, sizeof errbuf, "%s%s", res->error_msg ? res->error_msg : "send failed",
+                 res->outcome == PROV_TEMPFAIL && final ? " (no attempts left)" : "");
+    }
+    json_t *row = json_pack("{s:I,s:I,s:s,s:b,s:I,s:I,s:s,s:s}", "id", (json_int_t)f->id, "token",
+                            (json_int_t)f->token, "outcome", outcome, "final", final, "delay_ms",
+                            (json_int_t)delay, "started_ms", (json_int_t)f->started_ms, "route",
+                            r->name, "node", o->cfg->node_id);
+    if (res->provider_ref)
+        json_object_set_new(row, "provider_ref", json_string(res->provider_ref));
+    if (res->outcome != PROV_ACCEPTED) {
+        json_object_set_new(row, "error_code",
+                            json_string(res->error_code ? res->error_code : "error"));
+        json_object_set_new(row, "error", json_string(errbuf));
+    }
+    json_array_append_new(o->rec, row);
+    free(f);
+    event_active(o->ev_write, EV_TIMEOUT, 0);
+    if (r->more_due && !o->draining)
+        route_kick(r);
+    check_drained(o);
+}
+
+static void host_dlr(void *ctx, const struct prov_dlr *d)
+{
+    struct route *r = ctx;
+    struct gw_outbox *o = r->o;
+    if (d->msg_id <= 0)
+        return; /* reports keyed on the provider's reference come with the real routes */
+    json_t *row = json_pack("{s:I,s:b}", "id", (json_int_t)d->msg_id, "delivered", d->delivered);
+    if (d->detail)
+        json_object_set_new(row, "detail", json_string(d->detail));
+    json_array_append_new(o->dlr, row);
+    event_active(o->ev_write, EV_TIMEOUT, 0);
+}
+
+struct inbound_ctx {
+    struct route *r;
+    prov_done_fn done;
+    void *arg;
+    char phone[24];
+    char *text;
+};
+
+static void inbound_stored(void *arg, PGresult *res, const char *err)
+{
+    struct inbound_ctx *c = arg;
+    struct gw_outbox *o = c->r->o;
+    if (err) {
+        c->done(c->arg, GW_EDOWN, 0);
+    } else if (PQntuples(res) == 0) {
+        c->done(c->arg, GW_ENOTFOUND, 0);
+    } else {
+        int64_t id = 0, centre = 0;
+        id = gw_db_int(res, 0, 0);
+        centre = gw_db_int(res, 0, 1);
+        int created = PQgetvalue(res, 0, 2)[0] == 't';
+        if (created) {
+            o->inbound_received++;
+            count_state(o, "received");
+            struct prov_text_info ti;
+            int seg = prov_text_analyse(c->text, strlen(c->text), &ti) == 0 ? ti.segments : 1;
+            log_state(id, centre, c->r->name, c->phone, "received", seg, NULL);
+        } else {
+            o->inbound_duplicates++;
+            gw_info(c->r->name, "duplicate inbound message %lld dropped", (long long)id);
+        }
+        c->done(c->arg, GW_OK, id);
+    }
+    free(c->text);
+    free(c);
+}
+
+static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn done, void *arg)
+{
+    struct route *r = ctx;
+    struct gw_outbox *o = r->o;
+    struct inbound_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->r = r;
+    c->done = done;
+    c->arg = arg;
+    /* Keep what the network gave when it is not a number libphonenumber knows (short codes,
+     * alphanumeric senders): an inbound message is never dropped for its sender's format. */
+    if (prov_phone_normalize(in->from, o->cfg->default_region, c->phone, sizeof c->phone) != 0)
+        snprintf(c->phone, sizeof c->phone, "%s", in->from);
+    c->text = strdup(in->text ? in->text : "");
+    if (!c->text)
+        abort();
+    char ts[32] = "";
+    if (in->received_at > 0)
+        gw_format_rfc3339(in->received_at, ts, sizeof ts);
+    const char *params[5] = {r->name, c->phone, c->text, in->provider_ref,
+                             in->received_at > 0 ? ts : NULL};
+    int rc = gw_db_query(o->db, "SELECT * FROM gw_inbound($1, $2, $3, $4, $5)", 5, params,
+                         inbound_stored, c);
+    if (rc != GW_OK) {
+        free(c->text);
+        free(c);
+        done(arg, GW_EDOWN, 0);
+    }
+}
+
+static void host_log(void *ctx, int level, const char *fmt, ...)
+{
+    struct route *r = ctx;
+    char obj[80];
+    snprintf(obj, sizeof obj, "route %s", r->name);
+    va_list ap;
+    va_start(ap, fmt);
+    gw_vlog((enum gw_log_level)level, obj, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- dispatcher */
+
+static void refill_tokens(struct route *r)
+{
+    if (r->rate <= 0)
+        return;
+    int64_t now = gw_now_ms();
+    double burst = r->rate < 1 ? 1 : r->rate;
+    r->tokens += (double)(now - r->tokens_ms) * r->rate / 1000.0;
+    if (r->tokens > burst)
+        r->tokens = burst;
+    r->tokens_ms = now;
+}
+
+static void claim_done(void *arg, PGresult *res, const char *err)
+{
+    struct route *r = arg;
+    struct gw_outbox *o = r->o;
+    r->claiming = 0;
+    if (err) {
+        if (!strstr(err, "shutting down"))
+            gw_warn(r->name, "claim failed: %s", err);
+        return;
+    }
+    int n = PQntuples(res);
+    r->claimed += (uint64_t)n;
+    r->more_due = n > 0 && n >= r->claim_limit;
+    if (r->rate > 0)
+        r->tokens -= n;
+    for (int i = 0; i < n; i++) {
+        struct inflight *f = calloc(1, sizeof *f);
+        if (!f)
+            abort();
+        f->id = gw_db_int(res, i, 0);
+        f->centre_id = gw_db_int(res, i, 1);
+        int64_t seg = 1, att = 1;
+        seg = gw_db_int(res, i, 4);
+        att = gw_db_int(res, i, 6);
+        f->token = gw_db_int(res, i, 7);
+        f->attempts = (int)att;
+        f->route = r;
+        f->started_ms = gw_wall_ms();
+        f->t0_us = gw_now_us();
+        struct inflight *dup;
+        HASH_FIND(hh, o->inflight, &f->id, sizeof f->id, dup);
+        if (dup) {
+            /* Our own earlier lease expired while the driver still holds the message: leave
+             * the new claim alone, its lease will expire and it is retried after the driver's
+             * answer is recorded. */
+            gw_warn(r->name, "message %lld claimed while still in flight here",
+                    (long long)f->id);
+            free(f);
+            continue;
+        }
+        HASH_ADD(hh, o->inflight, id, sizeof f->id, f);
+        r->in_flight++;
+        const char *phone = PQgetvalue(res, i, 2);
+        const char *enc = PQgetvalue(res, i, 5);
+        count_state(o, "sending");
+        log_state(f->id, f->centre_id, r->name, phone, "sending", (int)seg, NULL);
+        struct prov_msg m = {
+            .id = f->id,
+            .centre_id = f->centre_id,
+            .to = phone,
+            .text = PQgetvalue(res, i, 3),
+            .encoding = strcmp(enc, "ucs2") == 0 ? PROV_ENC_UCS2 : PROV_ENC_GSM7,
+            .segments = (int)seg,
+            .attempt = (int)att,
+        };
+        int64_t id = f->id;
+        if (r->ops->send(r->priv, &m) != 0) {
+            struct prov_result fail = {.msg_id = id,
+                                       .outcome = PROV_TEMPFAIL,
+                                       .error_code = "route_busy",
+                                       .error_msg = "the route did not take the message"};
+            host_outcome(r, &fail);
+        }
+    }
+    if (r->more_due)
+        route_kick(r);
+}
+
+static void route_claim(struct route *r)
+{
+    struct gw_outbox *o = r->o;
+    if (r->claiming || o->draining || !gw_db_up(o->db))
+        return;
+    int limit = r->concurrency - r->in_flight;
+    if (limit > o->cfg->batch_size)
+        limit = o->cfg->batch_size;
+    if (r->rate > 0) {
+        refill_tokens(r);
+        if (r->tokens < limit)
+            limit = (int)floor(r->tokens);
+        if (limit <= 0) {
+            /* wait for the next token */
+            double wait_ms = (1.0 - r->tokens) * 1000.0 / r->rate;
+            struct timeval tv = {(long)(wait_ms / 1000), (long)fmod(wait_ms, 1000.0) * 1000};
+            event_add(r->ev_kick, &tv);
+            return;
+        }
+    }
+    if (limit <= 0)
+        return;
+    char lim[16], lease[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(lease, sizeof lease, "%d", o->cfg->lease_seconds);
+    const char *params[4] = {o->cfg->node_id, r->name, lim, lease};
+    r->claiming = 1;
+    r->claim_limit = limit;
+    if (gw_db_query(o->db, "SELECT * FROM gw_claim($1, $2, $3::int, $4::int)", 4, params,
+                    claim_done, r) != GW_OK)
+        r->claiming = 0;
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    route_claim(arg);
+}
+
+static void route_kick(struct route *r)
+{
+    if (!r->o->draining)
+        event_active(r->ev_kick, EV_TIMEOUT, 0);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    route_claim(arg);
+}
+
+/* ---------------------------------------------------------------- queue statistics */
+
+static void stats_done(void *arg, PGresult *res, const char *err)
+{
+    struct gw_outbox *o = arg;
+    o->stats_running = 0;
+    if (err)
+        return;
+    for (size_t i = 0; i < o->nroutes; i++)
+        o->routes[i].queued = o->routes[i].due = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        for (size_t i = 0; i < o->nroutes; i++) {
+            if (strcmp(o->routes[i].name, PQgetvalue(res, r, 0)) != 0)
+                continue;
+            o->routes[i].queued = gw_db_int(res, r, 1);
+            o->routes[i].due = gw_db_int(res, r, 2);
+        }
+    }
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_outbox *o = arg;
+    if (o->stats_running || !gw_db_up(o->db))
+        return;
+    if (gw_db_query(o->db,
+                    "SELECT route, count(*), count(*) FILTER (WHERE due_at <= now())"
+                    " FROM outbox_queue GROUP BY route",
+                    0, NULL, stats_done, o) == GW_OK)
+        o->stats_running = 1;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
+                                const struct gw_config *cfg, char *err, size_t errlen)
+{
+    struct gw_outbox *o = calloc(1, sizeof *o);
+    if (!o)
+        abort();
+    o->base = base;
+    o->db = db;
+    o->cfg = cfg;
+    o->enq_rows = json_array();
+    o->rec = json_array();
+    o->dlr = json_array();
+    o->ev_enq = event_new(base, -1, 0, enq_flush, o);
+    event_priority_set(o->ev_enq, 1);
+    o->ev_write = event_new(base, -1, 0, on_write_deferred, o);
+    event_priority_set(o->ev_write, 1);
+    o->ev_write_retry = evtimer_new(base, on_write_retry, o);
+    o->ev_stats = event_new(base, -1, EV_PERSIST, on_stats, o);
+    o->routes = calloc(cfg->nroutes, sizeof *o->routes);
+    if (!o->routes)
+        abort();
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct gw_route_conf *rc = &cfg->routes[i];
+        struct route *r = &o->routes[i];
+        r->o = o;
+        r->name = rc->name;
+        r->driver = rc->driver;
+        r->rate = rc->rate;
+        r->concurrency = rc->concurrency;
+        r->tokens = rc->rate > 0 ? (rc->rate < 1 ? 1 : rc->rate) : 0;
+        r->tokens_ms = gw_now_ms();
+        r->conf.n = rc->n;
+        r->conf.keys = (const char *const *)rc->keys;
+        r->conf.values = (const char *const *)rc->values;
+        r->host = (struct prov_host){.ctx = r,
+                                     .base = base,
+                                     .route = rc->name,
+                                     .outcome = host_outcome,
+                                     .dlr = host_dlr,
+                                     .inbound = host_inbound,
+                                     .log = host_log};
+        r->ev_kick = event_new(base, -1, 0, on_kick, r);
+        r->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, r);
+        o->nroutes++;
+        r->ops = prov_find(rc->driver);
+        if (!r->ops) {
+            snprintf(err, errlen, "route %s: unknown driver '%s'", rc->name, rc->driver);
+            gw_outbox_free(o);
+            return NULL;
+        }
+        char derr[256] = "";
+        if (r->ops->create(&r->conf, &r->host, &r->priv, derr, sizeof derr) != 0) {
+            snprintf(err, errlen, "route %s: %s", rc->name, derr);
+            r->ops = NULL;
+            gw_outbox_free(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+void gw_outbox_start(struct gw_outbox *o)
+{
+    struct timeval tv = {o->cfg->poll_interval_ms / 1000, (o->cfg->poll_interval_ms % 1000) * 1000};
+    for (size_t i = 0; i < o->nroutes; i++) {
+        event_add(o->routes[i].ev_tick, &tv);
+        route_kick(&o->routes[i]);
+    }
+    struct timeval st = {QUEUE_STATS_MS / 1000, 0};
+    event_add(o->ev_stats, &st);
+    event_active(o->ev_stats, EV_TIMEOUT, 0);
+}
+
+static void check_drained(struct gw_outbox *o)
+{
+    if (!o->draining || !o->drained)
+        return;
+    int idle = HASH_COUNT(o->inflight) == 0 && o->enq_running == 0 && !o->writing &&
+               json_array_size(o->rec) == 0 && json_array_size(o->dlr) == 0;
+    if (idle || !gw_db_up(o->db)) {
+        void (*done)(void *) = o->drained;
+        o->drained = NULL;
+        done(o->drained_arg);
+    }
+}
+
+void gw_outbox_drain(struct gw_outbox *o, void (*done)(void *arg), void *arg)
+{
+    o->draining = 1;
+    o->drained = done;
+    o->drained_arg = arg;
+    for (size_t i = 0; i < o->nroutes; i++) {
+        event_del(o->routes[i].ev_tick);
+        event_del(o->routes[i].ev_kick);
+    }
+    check_drained(o);
+}
+
+void gw_outbox_free(struct gw_outbox *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (r->ops)
+            r->ops->destroy(r->priv);
+        event_free(r->ev_kick);
+        event_free(r->ev_tick);
+    }
+    free(o->routes);
+    struct inflight *f, *tmp;
+    HASH_ITER(hh, o->inflight, f, tmp)
+    {
+        HASH_DEL(o->inflight, f);
+        free(f);
+    }
+    for (size_t i = 0; i < o->enq_n; i++)
+        o->enq_items[i].cb(o->enq_items[i].arg, GW_EDOWN, 0, 0, NULL, 0, NULL);
+    free(o->enq_items);
+    json_decref(o->enq_rows);
+    json_decref(o->rec);
+    json_decref(o->dlr);
+    json_decref(o->writing);
+    event_free(o->ev_enq);
+    event_free(o->ev_write);
+    event_free(o->ev_write_retry);
+    event_free(o->ev_stats);
+    free(o);
+}
+
+/* ---------------------------------------------------------------- HTTP, status, metrics */
+
+void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, const char *tail)
+{
+    const char *slash = strchr(tail, '/');
+    size_t len = slash ? (size_t)(slash - tail) : strlen(tail);
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (strlen(r->name) != len || strncmp(r->name, tail, len) != 0)
+            continue;
+        if (!r->ops->http || r->ops->http(r->priv, req, slash ? slash + 1 : "") != 0)
+            gw_http_error(req, 404, "not_found", "route %s has no endpoint '%s'", r->name,
+                          slash ? slash + 1 : "");
+        return;
+    }
+    gw_http_error(req, 404, "not_found", "no route named '%.*s' on this node", (int)len, tail);
+}
+
+json_t *gw_outbox_status(struct gw_outbox *o)
+{
+    json_t *all = json_object();
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        json_t *s = json_object();
+        json_object_set_new(s, "driver", json_string(r->driver));
+        json_object_set_new(s, "state", json_string("up"));
+        if (r->ops->status)
+            r->ops->status(r->priv, s);
+        json_object_set_new(s, "in_flight", json_integer(r->in_flight));
+        json_object_set_new(s, "queued", json_integer(r->queued));
+        json_object_set_new(s, "due", json_integer(r->due));
+        json_object_set_new(s, "rate", json_real(r->rate));
+        json_object_set_new(s, "concurrency", json_integer(r->concurrency));
+        if (r->last_error[0])
+            json_object_set_new(s, "last_error", json_string(r->last_error));
+        json_object_set_new(all, r->name, s);
+    }
+    return all;
+}
+
+int gw_outbox_routes_ok(struct gw_outbox *o)
+{
+    int ok = 1;
+    json_t *st = gw_outbox_status(o);
+    const char *k;
+    json_t *v;
+    json_object_foreach(st, k, v)
+    {
+        const char *s = json_string_value(json_object_get(v, "state"));
+        if (!s || strcmp(s, "up") != 0)
+            ok = 0;
+    }
+    json_decref(st);
+    return ok;
+}
+
+void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
+{
+    gw_metric_head(out, "passerelle_message_transitions_total", "counter",
+                   "Messages that entered each state (on this node).");
+    for (int i = 0; i < 10; i++)
+        evbuffer_add_printf(out, "passerelle_message_transitions_total{state=\"%s\"} %llu\n",
+                            state_names[i], (unsigned long long)o->transitions[i]);
+    gw_metric_head(out, "passerelle_queue_depth", "gauge",
+                   "Outgoing messages waiting in the outbox queue, by route (due: due now).");
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        evbuffer_add_printf(out, "passerelle_queue_depth{route=\"%s\",when=\"all\"} %lld\n",
+                            r->name, (long long)r->queued);
+        evbuffer_add_printf(out, "passerelle_queue_depth{route=\"%s\",when=\"due\"} %lld\n",
+                            r->name, (long long)r->due);
+    }
+    gw_metric_head(out, "passerelle_in_flight", "gauge", "Messages handed to a route, unanswered.");
+    for (size_t i = 0; i < o->nroutes; i++)
+        evbuffer_add_printf(out, "passerelle_in_flight{route=\"%s\"} %d\n", o->routes[i].name,
+                            o->routes[i].in_flight);
+    gw_metric_head(out, "passerelle_send_attempts_total", "counter",
+                   "Send attempts by route and outcome.");
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        evbuffer_add_printf(out,
+                            "passerelle_send_attempts_total{route=\"%s\",outcome=\"accepted\"} "
+                            "%llu\n"
+                            "passerelle_send_attempts_total{route=\"%s\",outcome=\"tempfail\"} "
+                            "%llu\n"
+                            "passerelle_send_attempts_total{route=\"%s\",outcome=\"permfail\"} "
+                            "%llu\n",
+                            r->name, (unsigned long long)r->accepted, r->name,
+                            (unsigned long long)r->tempfail, r->name,
+                            (unsigned long long)r->permfail);
+    }
+    gw_metric_head(out, "passerelle_send_latency_seconds", "histogram",
+                   "Time from hand-over to a route to its answer.");
+    for (size_t i = 0; i < o->nroutes; i++) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "route=\"%s\"", o->routes[i].name);
+        gw_hist_render(out, "passerelle_send_latency_seconds", labels, &o->routes[i].latency);
+    }
+    gw_metric_head(out, "passerelle_inbound_total", "counter", "Inbound SMS stored / duplicates.");
+    evbuffer_add_printf(out,
+                        "passerelle_inbound_total{result=\"stored\"} %llu\n"
+                        "passerelle_inbound_total{result=\"duplicate\"} %llu\n",
+                        (unsigned long long)o->inbound_received,
+                        (unsigned long long)o->inbound_duplicates);
+}

@@ -1,0 +1,144 @@
+/* gw_util — see gw_util.h. */
+#include "gw_util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t gw_backoff_ms(int attempt, int64_t base_ms, int64_t max_ms, uint32_t rnd)
+{
+    if (attempt < 1)
+        attempt = 1;
+    if (base_ms < 1)
+        base_ms = 1;
+    if (max_ms < base_ms)
+        max_ms = base_ms;
+    int64_t d = base_ms;
+    for (int i = 1; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    int64_t half = d / 2;
+    int64_t r = half + (int64_t)(rnd % (uint64_t)(d - half + 1));
+    return r < 1 ? 1 : r;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t gw_now_ms(void)
+{
+    return clock_ns(CLOCK_MONOTONIC) / 1000000;
+}
+
+int64_t gw_now_us(void)
+{
+    return clock_ns(CLOCK_MONOTONIC) / 1000;
+}
+
+int64_t gw_wall_ms(void)
+{
+    return clock_ns(CLOCK_REALTIME) / 1000000;
+}
+
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's
+ * days_from_civil), so no time-zone state (TZ, mktime) is involved. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int gw_parse_rfc3339(const char *s, int64_t *out)
+{
+    int y, mo, d, h, mi, se;
+    const char *p = s;
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
+        return GW_EINVAL;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return GW_EINVAL;
+    p++;
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
+        return GW_EINVAL;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return GW_EINVAL;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    int off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om;
+        p++;
+        if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59)
+            return GW_EINVAL;
+        off = sign * (oh * 3600 + om * 60);
+    } else {
+        return GW_EINVAL;
+    }
+    if (*p)
+        return GW_EINVAL;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
+        return GW_EINVAL;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap)
+        return GW_EINVAL;
+    if (se == 60)
+        se = 59; /* leap second: clamp */
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off;
+    return GW_OK;
+}
+
+void gw_format_rfc3339(int64_t t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int gw_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (!s || !*s)
+        return GW_EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return GW_EINVAL;
+    *out = v;
+    return GW_OK;
+}
+
+uint32_t gw_random32(void)
+{
+    return randombytes_random();
+}

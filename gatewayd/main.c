@@ -1,0 +1,316 @@
+/*
+ * gatewayd — the Passerelle daemon. Wires the base (config, log, db, http) to the outbox and
+ * its routes and to the API, then runs one libevent loop until SIGTERM/SIGINT.
+ *
+ *   gatewayd --config FILE        run
+ *   gatewayd --check-config FILE  parse and validate FILE (and create the routes), then exit
+ *   gatewayd --version
+ *
+ * Start-up is the only time errors are fatal and blocking calls are allowed (migrations).
+ * After that a database outage is survived: /healthz answers 503 and everything retries.
+ */
+#include "gw_api.h"
+#include "gw_auth.h"
+#include "gw_config.h"
+#include "gw_db.h"
+#include "gw_http.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_migrate.h"
+#include "gw_outbox.h"
+#include "gw_util.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PASSERELLE_VERSION
+#define PASSERELLE_VERSION "dev"
+#endif
+
+#define SHUTDOWN_GRACE_S 10
+
+struct daemon {
+    struct gw_config *cfg;
+    struct event_base *base;
+    struct gw_db *db;
+    struct gw_http *http;
+    struct gw_auth *auth;
+    struct gw_outbox *outbox;
+    struct gw_api *api;
+    struct event *ev_sigterm, *ev_sigint, *ev_grace;
+    int64_t started_ms;
+    int stopping;
+};
+
+static void on_healthz(struct evhttp_request *req, void *arg, const char *tail)
+{
+    (void)tail;
+    struct daemon *d = arg;
+    int db_up = gw_db_up(d->db);
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string(db_up ? "ok" : "unavailable"));
+    json_object_set_new(o, "db", json_string(db_up ? "up" : "down"));
+    json_object_set_new(o, "version", json_string(PASSERELLE_VERSION));
+    json_object_set_new(o, "node", json_string(d->cfg->node_id));
+    json_object_set_new(o, "uptime_s", json_integer((gw_now_ms() - d->started_ms) / 1000));
+    json_object_set_new(o, "routes", gw_outbox_status(d->outbox));
+    gw_http_json(req, db_up ? 200 : 503, o);
+}
+
+static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
+{
+    (void)tail;
+    struct daemon *d = arg;
+    struct evbuffer *out = evbuffer_new();
+    gw_metric_head(out, "passerelle_up", "gauge", "1 while the daemon runs.");
+    evbuffer_add_printf(out, "passerelle_up 1\n");
+    gw_metric_head(out, "passerelle_db_up", "gauge", "1 when a database connection is up.");
+    evbuffer_add_printf(out, "passerelle_db_up %d\n", gw_db_up(d->db));
+    const struct gw_db_stats *s = gw_db_stats(d->db);
+    gw_metric_head(out, "passerelle_db_round_trip_seconds", "histogram",
+                   "Database statements, from queueing to result.");
+    uint64_t cum = 0;
+    for (int b = 0; b < 7; b++) {
+        cum += s->rtt_buckets[b];
+        evbuffer_add_printf(out, "passerelle_db_round_trip_seconds_bucket{le=\"%g\"} %llu\n",
+                            gw_db_rtt_bounds_ms[b] / 1000.0, (unsigned long long)cum);
+    }
+    cum += s->rtt_buckets[7];
+    evbuffer_add_printf(out,
+                        "passerelle_db_round_trip_seconds_bucket{le=\"+Inf\"} %llu\n"
+                        "passerelle_db_round_trip_seconds_sum %.6f\n"
+                        "passerelle_db_round_trip_seconds_count %llu\n",
+                        (unsigned long long)cum, (double)s->rtt_us_sum / 1e6,
+                        (unsigned long long)s->queries);
+    gw_metric_head(out, "passerelle_db_errors_total", "counter", "Statements that failed.");
+    evbuffer_add_printf(out, "passerelle_db_errors_total %llu\n", (unsigned long long)s->errors);
+    gw_metric_head(out, "passerelle_db_connects_total", "counter", "Database (re)connections.");
+    evbuffer_add_printf(out, "passerelle_db_connects_total %llu\n",
+                        (unsigned long long)s->reconnects);
+    gw_outbox_metrics(d->outbox, out);
+    gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
+    for (int st = 100; st < 600; st++) {
+        uint64_t n = gw_http_count(st);
+        if (n)
+            evbuffer_add_printf(out, "passerelle_http_responses_total{code=\"%d\"} %llu\n", st,
+                                (unsigned long long)n);
+    }
+    size_t len = evbuffer_get_length(out);
+    char *text = malloc(len + 1);
+    if (!text)
+        abort();
+    evbuffer_remove(out, text, len);
+    evbuffer_free(out);
+    gw_http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+static void on_providers(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct daemon *d = arg;
+    gw_outbox_provider_http(d->outbox, req, tail);
+}
+
+static void drained(void *arg)
+{
+    struct daemon *d = arg;
+    gw_info("gatewayd", "in-flight work finished; stopping");
+    event_base_loopexit(d->base, NULL);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    gw_warn("gatewayd", "stopping after %d s with work still in flight (leases will expire and "
+                        "another start retries it)",
+            SHUTDOWN_GRACE_S);
+    event_base_loopexit(d->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct daemon *d = arg;
+    if (d->stopping) {
+        gw_warn("gatewayd", "second signal: stopping now");
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = 1;
+    gw_info("gatewayd", "%s received: finishing in-flight sends (at most %d s)",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", SHUTDOWN_GRACE_S);
+    gw_http_close_listener(d->http);
+    struct timeval tv = {SHUTDOWN_GRACE_S, 0};
+    evtimer_add(d->ev_grace, &tv);
+    gw_outbox_drain(d->outbox, drained, d);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gatewayd --config FILE\n"
+               "       gatewayd --check-config FILE\n"
+               "       gatewayd --version\n");
+}
+
+/* The database may not be up yet when the daemon starts (a boot race, or an outage): wait for
+ * it with backoff, saying so, rather than exiting. */
+static int migrate_with_retry(const char *conninfo)
+{
+    char err[512];
+    for (int attempt = 1;; attempt++) {
+        int rc = gw_migrate_run(conninfo, err, sizeof err);
+        if (rc == GW_OK)
+            return 0;
+        if (rc != GW_EDOWN) {
+            gw_error("db", "%s", err);
+            return -1;
+        }
+        int64_t wait = gw_backoff_ms(attempt, 500, 10000, gw_random32());
+        gw_warn("db", "%s; retrying in %lld ms", err, (long long)wait);
+        usleep((useconds_t)(wait * 1000));
+    }
+}
+
+static int run(struct gw_config *cfg)
+{
+    int rc = 1;
+    struct daemon d = {.cfg = cfg, .started_ms = gw_now_ms()};
+    signal(SIGPIPE, SIG_IGN);
+    if (migrate_with_retry(cfg->db_conninfo) < 0)
+        return 1;
+    d.base = event_base_new();
+    if (!d.base) {
+        gw_error("gatewayd", "cannot create the event loop");
+        return 1;
+    }
+    event_base_priority_init(d.base, 2);
+    d.db = gw_db_new(d.base, cfg->db_conninfo, cfg->db_pool_size);
+    char err[512];
+    d.outbox = gw_outbox_new(d.base, d.db, cfg, err, sizeof err);
+    if (!d.outbox) {
+        gw_error("gatewayd", "%s", err);
+        goto out;
+    }
+    d.http = gw_http_new(d.base, cfg->max_body_bytes);
+    d.auth = gw_auth_new(d.db);
+    d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
+    gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
+                  &d);
+    gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
+    gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST, "/providers/", GW_HTTP_PREFIX,
+                  on_providers, &d);
+    if (gw_http_listen(d.http, cfg->listen_host, cfg->listen_port, err, sizeof err) != GW_OK) {
+        gw_error("http", "%s", err);
+        goto out;
+    }
+    d.ev_sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
+    d.ev_sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
+    d.ev_grace = evtimer_new(d.base, on_grace, &d);
+    event_add(d.ev_sigterm, NULL);
+    event_add(d.ev_sigint, NULL);
+    gw_db_start(d.db);
+    gw_outbox_start(d.outbox);
+    gw_info("gatewayd", "Passerelle %s listening on http://%s:%d (node %s, %zu route%s)",
+            PASSERELLE_VERSION, cfg->listen_host, cfg->listen_port, cfg->node_id, cfg->nroutes,
+            cfg->nroutes > 1 ? "s" : "");
+    event_base_dispatch(d.base);
+    rc = 0;
+out:
+    /* The database goes first: its pending callbacks still find everything they touch. */
+    gw_db_free(d.db);
+    gw_api_free(d.api);
+    gw_outbox_free(d.outbox);
+    gw_auth_free(d.auth);
+    gw_http_free(d.http);
+    if (d.ev_sigterm)
+        event_free(d.ev_sigterm);
+    if (d.ev_sigint)
+        event_free(d.ev_sigint);
+    if (d.ev_grace)
+        event_free(d.ev_grace);
+    event_base_free(d.base);
+    gw_info("gatewayd", "stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check-config", required_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    int check = 0, c;
+    while ((c = getopt_long(argc, argv, "c:k:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'k':
+            config = optarg;
+            check = 1;
+            break;
+        case 'V':
+            printf("gatewayd (Passerelle) %s\n", PASSERELLE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "gatewayd: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct gw_config *cfg;
+    char err[512];
+    if (gw_config_load(config, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "gatewayd: %s\n", err);
+        return check ? 1 : 2;
+    }
+    gw_log_setup(cfg->log_json, (enum gw_log_level)cfg->log_level);
+    gw_log_capture_libraries();
+    int rc;
+    if (check) {
+        /* Create the routes too: a driver checks its own options. */
+        struct event_base *base = event_base_new();
+        event_base_priority_init(base, 2);
+        struct gw_db *db = gw_db_new(base, cfg->db_conninfo, 1);
+        struct gw_outbox *o = gw_outbox_new(base, db, cfg, err, sizeof err);
+        if (o) {
+            printf("%s: configuration OK (%zu route%s, listen %s:%d)\n", config, cfg->nroutes,
+                   cfg->nroutes > 1 ? "s" : "", cfg->listen_host, cfg->listen_port);
+            rc = 0;
+        } else {
+            fprintf(stderr, "gatewayd: %s: %s\n", config, err);
+            rc = 1;
+        }
+        gw_outbox_free(o);
+        gw_db_free(db);
+        event_base_free(base);
+    } else {
+        rc = run(cfg);
+    }
+    gw_config_free(cfg);
+    return rc;
+}
