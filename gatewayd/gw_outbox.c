@@ -22,6 +22,10 @@
 #include <uthash.h>
 
 #define ENQ_MAX_BATCH 1000
+/* Enqueue batches in flight at once. More writers contend on the same index pages and WAL
+ * locks (on 2 cores, 2 writers commit 30% more rows/s than 6); fewer writers also means
+ * bigger batches. */
+#define ENQ_MAX_RUNNING 4
 #define WRITE_MAX_BATCH 2000
 #define QUEUE_STATS_MS 5000
 
@@ -107,6 +111,7 @@ struct gw_outbox {
     void *drained_arg;
 
     uint64_t transitions[10];
+    uint64_t enq_batches, enq_nrows, write_batches, write_rows;
     uint64_t inbound_received, inbound_duplicates;
 };
 
@@ -204,7 +209,7 @@ static void enq_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct gw_outbox *o = arg;
-    while (o->enq_n && o->enq_running < o->cfg->db_pool_size) {
+    while (o->enq_n && o->enq_running < ENQ_MAX_RUNNING) {
         struct enq_batch *b = calloc(1, sizeof *b);
         if (!b)
             abort();
@@ -249,6 +254,8 @@ static void enq_flush(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         o->enq_running++;
+        o->enq_batches++;
+        o->enq_nrows += n;
     }
 }
 
@@ -357,6 +364,8 @@ static void writer_flush(struct gw_outbox *o)
         json_decref(*src);
         *src = rest;
     }
+    o->write_batches++;
+    o->write_rows += json_array_size(o->writing);
     char *js = json_dumps(o->writing, JSON_COMPACT);
     const char *params[1] = {js};
     int rc = gw_db_query(o->db, o->writing_sql, 1, params, writer_done, o);
@@ -954,6 +963,18 @@ void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
         snprintf(labels, sizeof labels, "route=\"%s\"", o->routes[i].name);
         gw_hist_render(out, "passerelle_send_latency_seconds", labels, &o->routes[i].latency);
     }
+    gw_metric_head(out, "passerelle_batches_total", "counter",
+                   "Database batches written by the outbox (enqueue: API sends; write: outcomes "
+                   "and delivery reports).");
+    evbuffer_add_printf(out,
+                        "passerelle_batches_total{kind=\"enqueue\"} %llu\n"
+                        "passerelle_batches_total{kind=\"write\"} %llu\n",
+                        (unsigned long long)o->enq_batches, (unsigned long long)o->write_batches);
+    gw_metric_head(out, "passerelle_batch_rows_total", "counter", "Rows in those batches.");
+    evbuffer_add_printf(out,
+                        "passerelle_batch_rows_total{kind=\"enqueue\"} %llu\n"
+                        "passerelle_batch_rows_total{kind=\"write\"} %llu\n",
+                        (unsigned long long)o->enq_nrows, (unsigned long long)o->write_rows);
     gw_metric_head(out, "passerelle_inbound_total", "counter", "Inbound SMS stored / duplicates.");
     evbuffer_add_printf(out,
                         "passerelle_inbound_total{result=\"stored\"} %llu\n"

@@ -231,7 +231,7 @@ ctl() { "$GATEWAYCTL" --config "$INI" "$@"; }
 info "applying database migrations"
 ctl migrate || die "gatewayctl migrate failed"
 
-CENTRE_ID=$(ctl centre create "$CENTRE" --if-missing) ||
+CENTRE_ID=$(ctl centre create "$CENTRE" --route sim --if-missing) ||
     die "gatewayctl centre create failed"
 
 if [ -s "$KEYFILE" ] && ctl key check "$(cat "$KEYFILE")" >/dev/null 2>&1; then
