@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IDEMPOTENCY_KEY 200
-#define MAX_FUTURE_SECONDS (400LL * 86400)
 
 /* Recently normalised numbers. libphonenumber's parse and validation run ICU regular
  * expressions (tens of microseconds); a centre texts the same few thousand residents again and
@@ -63,20 +61,14 @@ struct call {
     size_t body_len;
     char *tail;
     int64_t centre_id;
-    /* POST: what we enqueue */
-    char phone[24];
-    char *text;
-    char *idem;
-    int segments;
-    const char *encoding;
+    struct gw_send_req req_send; /* POST: what we enqueue */
 };
 
 static void call_free(struct call *c)
 {
     free(c->body);
     free(c->tail);
-    free(c->text);
-    free(c->idem);
+    gw_send_req_clear(&c->req_send);
     free(c);
 }
 
@@ -103,8 +95,8 @@ static int db_down_reply(struct call *c, int rc)
 
 /* ------------------------------------------------------------------ POST /api/v1/messages */
 
-static void enqueued(void *arg, int err, int64_t id, int created, const char *status,
-                     int segments, const char *encoding)
+static void enqueued(void *arg, int err, int64_t id, int created, const char *status, int segments,
+                     const char *encoding)
 {
     struct call *c = arg;
     if (err == GW_EDOWN) {
@@ -129,132 +121,9 @@ static void enqueued(void *arg, int err, int64_t id, int created, const char *st
     call_free(c);
 }
 
-/* Validate the body and compute the text's encoding; on failure the reply is sent and 1 is
- * returned. */
-static int post_validate(struct call *c, int64_t *send_at)
+static int api_normalize(void *arg, const char *in, char *out, size_t outlen)
 {
-    const struct gw_config *cfg = c->api->cfg;
-    json_error_t jerr;
-    json_t *root = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        gw_http_error(c->req, 400, "malformed_json", "malformed JSON at line %d, column %d: %s",
-                      jerr.line, jerr.column, jerr.text);
-        return 1;
-    }
-    int rc = 1;
-    if (!json_is_object(root)) {
-        gw_http_error(c->req, 400, "malformed_json", "the body must be a JSON object");
-        goto out;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val)
-    {
-        if (strcmp(key, "to") && strcmp(key, "text") && strcmp(key, "send_at") &&
-            strcmp(key, "idempotency_key")) {
-            gw_http_error(c->req, 400, "unknown_field",
-                          "unknown field '%s' (expected to, text, send_at, idempotency_key)", key);
-            goto out;
-        }
-    }
-    json_t *to = json_object_get(root, "to");
-    json_t *text = json_object_get(root, "text");
-    json_t *at = json_object_get(root, "send_at");
-    json_t *idem = json_object_get(root, "idempotency_key");
-    if (!to || !text) {
-        gw_http_error(c->req, 400, "missing_field", "the field '%s' is required",
-                      !to ? "to" : "text");
-        goto out;
-    }
-    if (!json_is_string(to) || !json_is_string(text) || (at && !json_is_null(at) &&
-                                                          !json_is_string(at)) ||
-        (idem && !json_is_null(idem) && !json_is_string(idem))) {
-        gw_http_error(c->req, 400, "bad_field_type",
-                      "to, text, send_at and idempotency_key must be strings");
-        goto out;
-    }
-    int prc = normalize_phone(c->api, json_string_value(to), c->phone, sizeof c->phone);
-    if (prc != PROV_PHONE_OK) {
-        gw_http_error(c->req, 422, "invalid_phone", "'to' is not a mobile number we can text: %s",
-                      prov_phone_strerror(prc));
-        goto out;
-    }
-    size_t tlen = json_string_length(text);
-    const char *t = json_string_value(text);
-    int blank = 1;
-    for (size_t i = 0; i < tlen && blank; i++)
-        blank = t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r';
-    if (blank) {
-        gw_http_error(c->req, 422, "empty_text", "the text is empty");
-        goto out;
-    }
-    if (memchr(t, '\0', tlen)) {
-        gw_http_error(c->req, 422, "invalid_text", "the text contains a NUL character");
-        goto out;
-    }
-    struct prov_text_info info;
-    if (prov_text_analyse(t, tlen, &info) != 0) {
-        gw_http_error(c->req, 422, "invalid_text", "the text is not valid UTF-8");
-        goto out;
-    }
-    c->text = strndup(t, tlen);
-    if (!c->text)
-        abort();
-    /* Transliterate (ê → e, « » → ") only when it makes the whole text GSM-7 without costing
-     * more segments: a text that must stay UCS-2 (an emoji, Arabic) is kept as written. */
-    if (cfg->transliterate && info.encoding == PROV_ENC_UCS2) {
-        size_t nlen;
-        char *tr = prov_text_transliterate(t, tlen, &nlen);
-        struct prov_text_info ti;
-        if (tr && prov_text_analyse(tr, nlen, &ti) == 0 && ti.encoding == PROV_ENC_GSM7 &&
-            ti.segments <= info.segments) {
-            free(c->text);
-            c->text = tr;
-            info = ti;
-        } else {
-            free(tr);
-        }
-    }
-    if (info.segments > cfg->max_segments) {
-        gw_http_error(c->req, 422, "text_too_long",
-                      "the text needs %d SMS segments; the limit is %d (%d GSM-7 characters, or "
-                      "%d when it needs UCS-2)",
-                      info.segments, cfg->max_segments,
-                      cfg->max_segments == 1 ? 160 : 153 * cfg->max_segments,
-                      cfg->max_segments == 1 ? 70 : 67 * cfg->max_segments);
-        goto out;
-    }
-    c->segments = info.segments;
-    c->encoding = prov_encoding_name(info.encoding);
-    *send_at = 0;
-    if (at && json_is_string(at)) {
-        int64_t ts;
-        if (gw_parse_rfc3339(json_string_value(at), &ts) != GW_OK) {
-            gw_http_error(c->req, 422, "invalid_send_at",
-                          "send_at must be an RFC 3339 time such as 2026-12-01T10:00:00+01:00");
-            goto out;
-        }
-        if (ts > gw_wall_ms() / 1000 + MAX_FUTURE_SECONDS) {
-            gw_http_error(c->req, 422, "invalid_send_at", "send_at is more than 400 days away");
-            goto out;
-        }
-        *send_at = ts;
-    }
-    if (idem && json_is_string(idem)) {
-        size_t n = json_string_length(idem);
-        if (n == 0 || n > MAX_IDEMPOTENCY_KEY) {
-            gw_http_error(c->req, 422, "invalid_idempotency_key",
-                          "idempotency_key must be 1 to %d characters", MAX_IDEMPOTENCY_KEY);
-            goto out;
-        }
-        c->idem = strndup(json_string_value(idem), n);
-        if (!c->idem)
-            abort();
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
+    return normalize_phone(arg, in, out, outlen);
 }
 
 static void post_authed(void *arg, int rc, int64_t centre_id)
@@ -265,19 +134,23 @@ static void post_authed(void *arg, int rc, int64_t centre_id)
         return;
     }
     c->centre_id = centre_id;
-    int64_t send_at;
-    if (post_validate(c, &send_at)) {
+    const char *code;
+    char msg[512];
+    int st = gw_send_parse(c->body, c->body_len, c->api->cfg, api_normalize, c->api,
+                               &c->req_send, &code, msg, sizeof msg);
+    if (st) {
+        gw_http_error(c->req, st, code, "%s", msg);
         call_free(c);
         return;
     }
     struct gw_enqueue e = {
         .centre_id = centre_id,
-        .phone = c->phone,
-        .text = c->text,
-        .segments = c->segments,
-        .encoding = c->encoding,
-        .send_at = send_at,
-        .idem = c->idem,
+        .phone = c->req_send.phone,
+        .text = c->req_send.text,
+        .segments = c->req_send.segments,
+        .encoding = c->req_send.encoding,
+        .send_at = c->req_send.send_at,
+        .idem = c->req_send.idem,
     };
     db_down_reply(c, gw_outbox_enqueue(c->api->outbox, &e, enqueued, c));
 }
@@ -425,8 +298,7 @@ static void on_messages(struct evhttp_request *req, void *arg, const char *tail)
     struct call *c = call_new(api, req, "");
     const char *authz = gw_http_header(req, "Authorization");
     if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
-        if (gw_http_body(req, api->cfg->max_body_bytes, &c->body,
-                         &c->body_len) != GW_OK) {
+        if (gw_http_body(req, api->cfg->max_body_bytes, &c->body, &c->body_len) != GW_OK) {
             gw_http_error(req, 413, "body_too_large", "the request body is over %zu bytes",
                           api->cfg->max_body_bytes);
             call_free(c);

@@ -13,6 +13,8 @@ struct gw_outbox;
 struct gw_config;
 struct gw_api;
 
+#include "gw_send.h"
+
 struct gw_api *gw_api_new(struct gw_http *http, struct gw_db *db, struct gw_auth *auth,
                           struct gw_outbox *outbox, const struct gw_config *cfg);
 void gw_api_free(struct gw_api *api);

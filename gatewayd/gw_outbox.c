@@ -202,8 +202,10 @@ static void enq_done(void *arg, PGresult *res, const char *err)
     check_drained(o);
 }
 
-/* Runs once the loop has handled every request that was ready (lower priority than I/O), so
- * that all of them share one INSERT and one commit. */
+/* Activated by the first enqueue of a loop pass: libevent runs it after the events that were
+ * already active in that pass (the other requests that arrived together), so that all of them
+ * share one INSERT and one commit. While ENQ_MAX_RUNNING batches are in flight, requests keep
+ * accumulating and the next batch takes them all when one finishes. */
 static void enq_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -748,9 +750,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
     o->rec = json_array();
     o->dlr = json_array();
     o->ev_enq = event_new(base, -1, 0, enq_flush, o);
-    event_priority_set(o->ev_enq, 1);
     o->ev_write = event_new(base, -1, 0, on_write_deferred, o);
-    event_priority_set(o->ev_write, 1);
     o->ev_write_retry = evtimer_new(base, on_write_retry, o);
     o->ev_stats = event_new(base, -1, EV_PERSIST, on_stats, o);
     o->routes = calloc(cfg->nroutes, sizeof *o->routes);

@@ -195,7 +195,6 @@ static int run(struct gw_config *cfg)
         gw_error("gatewayd", "cannot create the event loop");
         return 1;
     }
-    event_base_priority_init(d.base, 2);
     d.db = gw_db_new(d.base, cfg->db_conninfo, cfg->db_pool_size);
     char err[512];
     d.outbox = gw_outbox_new(d.base, d.db, cfg, err, sizeof err);
@@ -294,7 +293,6 @@ int main(int argc, char **argv)
     if (check) {
         /* Create the routes too: a driver checks its own options. */
         struct event_base *base = event_base_new();
-        event_base_priority_init(base, 2);
         struct gw_db *db = gw_db_new(base, cfg->db_conninfo, 1);
         struct gw_outbox *o = gw_outbox_new(base, db, cfg, err, sizeof err);
         if (o) {

@@ -27,6 +27,13 @@ build() {
         fuzz_config)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_config.c" "$root/gatewayd/gw_log.c" \
                 $(pc --cflags --libs inih jansson libevent) -o "$out/$name" ;;
+        fuzz_send_body)
+            clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
+            clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_send.c" \
+                "$root/gatewayd/gw_config.c" "$root/gatewayd/gw_log.c" "$root/gatewayd/gw_util.c" \
+                "$root/providers/prov_text.c" "$out/prov_phone_shim.o" \
+                $(pc --cflags --libs inih jansson libevent libsodium) -lphonenumber \
+                $(pc --libs icu-uc) -lstdc++ -o "$out/$name" ;;
         fuzz_rfc3339)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_util.c" $(pc --libs libsodium) \
                 -o "$out/$name" ;;
