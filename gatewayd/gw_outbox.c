@@ -461,6 +461,8 @@ static void host_outcome(void *ctx, const struct prov_result *res)
                             r->name, "node", o->cfg->node_id);
     if (res->provider_ref)
         json_object_set_new(row, "provider_ref", json_string(res->provider_ref));
+    if (res->optout)
+        json_object_set_new(row, "optout", json_true());
     if (res->outcome != PROV_ACCEPTED) {
         json_object_set_new(row, "error_code",
                             json_string(res->error_code ? res->error_code : "error"));
@@ -937,6 +939,40 @@ void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
         evbuffer_add_printf(out, "passerelle_queue_depth{route=\"%s\",when=\"due\"} %lld\n",
                             r->name, (long long)r->due);
     }
+    /* Health that drivers report (state, credit, modem signal) as gauges. */
+    gw_metric_head(out, "passerelle_route_up", "gauge", "1 when the route is up.");
+    json_t *st = gw_outbox_status(o);
+    const char *rname;
+    json_t *rv;
+    json_object_foreach(st, rname, rv)
+    {
+        const char *state = json_string_value(json_object_get(rv, "state"));
+        evbuffer_add_printf(out, "passerelle_route_up{route=\"%s\"} %d\n", rname,
+                            state && !strcmp(state, "up"));
+    }
+    static const char *const gauges[][2] = {
+        {"credit_euros", "Provider credit left, in euros."},
+        {"credit_sms", "Provider credit left, in SMS."},
+        {"signal_percent", "Modem signal strength."},
+    };
+    for (size_t g = 0; g < sizeof gauges / sizeof gauges[0]; g++) {
+        int head = 0;
+        json_object_foreach(st, rname, rv)
+        {
+            json_t *v = json_object_get(rv, gauges[g][0]);
+            if (!json_is_number(v))
+                continue;
+            if (!head) {
+                char name[64];
+                snprintf(name, sizeof name, "passerelle_route_%s", gauges[g][0]);
+                gw_metric_head(out, name, "gauge", gauges[g][1]);
+                head = 1;
+            }
+            evbuffer_add_printf(out, "passerelle_route_%s{route=\"%s\"} %g\n", gauges[g][0],
+                                rname, json_number_value(v));
+        }
+    }
+    json_decref(st);
     gw_metric_head(out, "passerelle_in_flight", "gauge", "Messages handed to a route, unanswered.");
     for (size_t i = 0; i < o->nroutes; i++)
         evbuffer_add_printf(out, "passerelle_in_flight{route=\"%s\"} %d\n", o->routes[i].name,

@@ -23,6 +23,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <curl/curl.h>
 #include <event2/thread.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -281,6 +282,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "gatewayd: libsodium failed to initialise\n");
         return 1;
     }
+    /* Modem worker threads wake the loop with event_active(), which needs libevent's locks. */
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "gatewayd: libevent has no pthreads support\n");
+        return 1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     struct gw_config *cfg;
     char err[512];
     if (gw_config_load(config, &cfg, err, sizeof err) != 0) {
@@ -310,5 +317,6 @@ int main(int argc, char **argv)
         rc = run(cfg);
     }
     gw_config_free(cfg);
+    curl_global_cleanup();
     return rc;
 }

@@ -6,6 +6,7 @@
 
 static const struct prov_ops *const drivers[] = {
     &prov_sim_ops,
+    &prov_isendpro_ops,
 };
 
 const struct prov_ops *prov_find(const char *driver)

@@ -114,5 +114,10 @@ struct prov_ops {
 const struct prov_ops *prov_find(const char *driver);
 
 extern const struct prov_ops prov_sim_ops;
+extern const struct prov_ops prov_isendpro_ops;
+
+/* iSendPro opt-out sync: add (STOP) or remove (START) a number on the account's blacklist.
+ * priv must be an isendpro route's. Asynchronous; failures are logged. */
+int prov_isendpro_blacklist(void *priv, const char *e164, int add);
 
 #endif

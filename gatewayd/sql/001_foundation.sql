@@ -239,7 +239,8 @@ $$;
 
 -- Record send outcomes (one statement for a batch). Input: JSON array of {id, token, outcome
 -- ('accepted'|'tempfail'|'permfail'), final (no retry left), delay_ms (before the retry),
--- provider_ref, error_code, error, started_ms (epoch ms), route, node}. Only rows whose queue
+-- provider_ref, error_code, error, started_ms (epoch ms), route, node, optout (the provider
+-- reports the number on its blacklist: the contact is marked opted out)}. Only rows whose queue
 -- entry still carries the caller's lease token are touched: a node that lost its lease cannot
 -- overwrite the new owner's work. A delivery report that was applied first is never downgraded.
 CREATE FUNCTION gw_record(batch json)
@@ -257,7 +258,7 @@ BEGIN
             SELECT x.*, (x.outcome = 'tempfail' AND NOT x.final) AS retry
               FROM json_to_recordset(batch) AS x(id bigint, token bigint, outcome text, final boolean,
                    delay_ms bigint, provider_ref text, error_code text, error text, started_ms bigint,
-                   route text, node text)
+                   route text, node text, optout boolean)
         ), del AS (
             DELETE FROM outbox_queue oq USING input i
              WHERE oq.message_id = i.id AND oq.lease_token = i.token AND NOT i.retry
@@ -292,6 +293,13 @@ BEGIN
         ), ev AS (
             INSERT INTO message_events (message_id, centre_id, status, route, detail)
             SELECT m.id, m.centre_id, m.status, m.route, i.error FROM m JOIN input i ON i.id = m.id
+        ), stop AS (
+            -- the provider says the number is on its blacklist: the resident opted out there
+            INSERT INTO contacts (centre_id, phone, opted_out_at)
+            SELECT m.centre_id, m.phone, now() FROM m JOIN input i ON i.id = m.id
+             WHERE i.optout
+            ON CONFLICT (centre_id, phone)
+            DO UPDATE SET opted_out_at = coalesce(contacts.opted_out_at, now())
         )
         SELECT m.id, m.centre_id, m.status, m.phone, m.segments, m.route, m.error FROM m;
 END;
