@@ -85,6 +85,8 @@ static struct gw_route_conf *route_get(struct gw_config *c, const char *name)
     memset(r, 0, sizeof *r);
     r->name = xstrdup(name);
     r->concurrency = 100;
+    r->breaker_failures = 5;
+    r->breaker_cooldown_ms = 30000;
     return r;
 }
 
@@ -114,6 +116,12 @@ static int route_key(struct parse_ctx *p, const char *route, const char *key, co
     } else if (!strcmp(key, "concurrency")) {
         if (parse_int(value, 1, 100000, &r->concurrency) < 0)
             ERR("concurrency must be an integer between 1 and 100000");
+    } else if (!strcmp(key, "breaker_failures")) {
+        if (parse_int(value, 1, 10000, &r->breaker_failures) < 0)
+            ERR("breaker_failures must be an integer between 1 and 10000");
+    } else if (!strcmp(key, "breaker_cooldown_ms")) {
+        if (parse_int(value, 100, 3600000, &r->breaker_cooldown_ms) < 0)
+            ERR("breaker_cooldown_ms must be between 100 and 3600000");
     }
     /* Every key, known or not, is handed to the driver as an option. */
     char **k = realloc(r->keys, (r->n + 1) * sizeof *k);

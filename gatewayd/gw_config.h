@@ -15,6 +15,8 @@ struct gw_route_conf {
     char *driver;
     double rate;     /* messages per second, 0 = unlimited */
     int concurrency; /* sends in flight at most */
+    int breaker_failures;    /* consecutive temporary failures that open the circuit */
+    int breaker_cooldown_ms; /* first pause before a probe (doubles while it keeps failing) */
     size_t n;        /* driver options (every key of the section, in file order) */
     char **keys;
     char **values;

@@ -62,6 +62,13 @@ struct route {
     struct event *ev_kick;
     struct event *ev_tick;
     int64_t queued, due; /* from the periodic queue count */
+    /* Circuit breaker (see route_health below). */
+    enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker;
+    int fails;            /* consecutive temporary failures */
+    int cooldown_ms;      /* current pause before the next probe */
+    int64_t open_until_ms;
+    int driver_down;      /* the driver itself says it is not up (modem gone) */
+    uint64_t opened;      /* times the circuit opened */
     uint64_t accepted, tempfail, permfail, claimed;
     struct gw_hist latency;
     char last_error[160];
@@ -411,6 +418,50 @@ static void on_write_deferred(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- driver callbacks */
 
+/*
+ * Route health. A route whose sends keep failing temporarily (breaker_failures in a row: HTTP
+ * 5xx, timeouts, a modem that does not answer) is "opened" like a circuit breaker: this node
+ * stops claiming for it and lets the other routes of each centre take its due messages
+ * (gw_claim's failover). After a cool-down one message is let through as a probe ("half-open");
+ * its success closes the circuit, its failure reopens it for twice as long (at most 10 min).
+ * A driver that reports itself down (status "state" != "up") counts as open too.
+ */
+#define BREAKER_MAX_COOLDOWN_MS 600000
+
+static int route_healthy(const struct route *r)
+{
+    return r->breaker == BR_CLOSED && !r->driver_down;
+}
+
+static void breaker_failure(struct route *r)
+{
+    const struct gw_route_conf *rc = gw_config_route(r->o->cfg, r->name);
+    r->fails++;
+    if (r->breaker == BR_HALF_OPEN) {
+        r->cooldown_ms = r->cooldown_ms * 2 > BREAKER_MAX_COOLDOWN_MS ? BREAKER_MAX_COOLDOWN_MS
+                                                                       : r->cooldown_ms * 2;
+    } else if (r->breaker == BR_CLOSED && r->fails >= rc->breaker_failures) {
+        r->cooldown_ms = rc->breaker_cooldown_ms;
+        r->opened++;
+    } else {
+        return;
+    }
+    r->breaker = BR_OPEN;
+    r->open_until_ms = gw_now_ms() + r->cooldown_ms;
+    gw_warn(r->name, "route down after %d failures in a row (%s); other routes take its "
+                     "messages; next try in %d s",
+            r->fails, r->last_error, r->cooldown_ms / 1000);
+}
+
+static void breaker_success(struct route *r)
+{
+    r->fails = 0;
+    if (r->breaker != BR_CLOSED) {
+        r->breaker = BR_CLOSED;
+        gw_info(r->name, "route recovered");
+    }
+}
+
 static void host_outcome(void *ctx, const struct prov_result *res)
 {
     struct route *r = ctx;
@@ -429,12 +480,18 @@ static void host_outcome(void *ctx, const struct prov_result *res)
     const char *outcome = "accepted";
     int final = 1;
     int64_t delay = 0;
+    if (res->outcome != PROV_ACCEPTED)
+        snprintf(r->last_error, sizeof r->last_error, "%s%s%s",
+                 res->error_code ? res->error_code : "error", res->error_msg ? ": " : "",
+                 res->error_msg ? res->error_msg : "");
     switch (res->outcome) {
     case PROV_ACCEPTED:
         r->accepted++;
+        breaker_success(r);
         break;
     case PROV_TEMPFAIL:
         r->tempfail++;
+        breaker_failure(r);
         outcome = "tempfail";
         final = f->attempts >= o->cfg->max_attempts;
         delay = gw_backoff_ms(f->attempts, o->cfg->backoff_base_ms, o->cfg->backoff_max_ms,
@@ -444,12 +501,9 @@ static void host_outcome(void *ctx, const struct prov_result *res)
     default:
         r->permfail++;
         outcome = "permfail";
+        breaker_success(r); /* the provider answered: the route works */
         break;
     }
-    if (res->outcome != PROV_ACCEPTED)
-        snprintf(r->last_error, sizeof r->last_error, "%s%s%s",
-                 res->error_code ? res->error_code : "error", res->error_msg ? ": " : "",
-                 res->error_msg ? res->error_msg : "");
     char errbuf[300] = "";
     if (res->outcome != PROV_ACCEPTED) {
         snprintf(errbuf, sizeof errbuf, "%s%s", res->error_msg ? res->error_msg : "send failed",
@@ -653,9 +707,19 @@ static void claim_done(void *arg, PGresult *res, const char *err)
 static void route_claim(struct route *r)
 {
     struct gw_outbox *o = r->o;
-    if (r->claiming || o->draining || !gw_db_up(o->db))
+    if (r->claiming || o->draining || !gw_db_up(o->db) || r->driver_down)
         return;
     int limit = r->concurrency - r->in_flight;
+    if (r->breaker == BR_OPEN) {
+        if (gw_now_ms() < r->open_until_ms)
+            return;
+        r->breaker = BR_HALF_OPEN;
+    }
+    if (r->breaker == BR_HALF_OPEN) {
+        if (r->in_flight > 0)
+            return; /* the probe is still out */
+        limit = 1;
+    }
     if (limit > o->cfg->batch_size)
         limit = o->cfg->batch_size;
     if (r->rate > 0) {
@@ -675,12 +739,24 @@ static void route_claim(struct route *r)
     char lim[16], lease[16];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(lease, sizeof lease, "%d", o->cfg->lease_seconds);
-    const char *params[4] = {o->cfg->node_id, r->name, lim, lease};
+    /* A healthy route takes over the due messages of this node's routes that are down. */
+    json_t *fo = json_array();
+    if (route_healthy(r))
+        for (size_t i = 0; i < o->nroutes; i++)
+            if (&o->routes[i] != r && !route_healthy(&o->routes[i]))
+                json_array_append_new(fo, json_string(o->routes[i].name));
+    char *fos = json_dumps(fo, JSON_COMPACT);
+    json_decref(fo);
+    /* JSON array → text[] on the server side */
+    const char *params[5] = {o->cfg->node_id, r->name, lim, lease, fos};
     r->claiming = 1;
     r->claim_limit = limit;
-    if (gw_db_query(o->db, "SELECT * FROM gw_claim($1, $2, $3::int, $4::int)", 4, params,
-                    claim_done, r) != GW_OK)
+    if (gw_db_query(o->db,
+                    "SELECT * FROM gw_claim($1, $2, $3::int, $4::int,"
+                    " ARRAY(SELECT json_array_elements_text($5::json)))",
+                    5, params, claim_done, r) != GW_OK)
         r->claiming = 0;
+    free(fos);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -700,7 +776,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    route_claim(arg);
+    struct route *r = arg;
+    if (r->ops->status) {
+        json_t *st = json_object();
+        r->ops->status(r->priv, st);
+        const char *state = json_string_value(json_object_get(st, "state"));
+        int down = state && strcmp(state, "up") != 0;
+        if (down != r->driver_down)
+            gw_log(down ? GW_LOG_WARN : GW_LOG_INFO, r->name, "route %s", down ? "down" : "up");
+        r->driver_down = down;
+        json_decref(st);
+    }
+    route_claim(r);
 }
 
 /* ---------------------------------------------------------------- queue statistics */
@@ -895,6 +982,11 @@ json_t *gw_outbox_status(struct gw_outbox *o)
         json_object_set_new(s, "state", json_string("up"));
         if (r->ops->status)
             r->ops->status(r->priv, s);
+        static const char *const br[] = {"closed", "open", "half-open"};
+        json_object_set_new(s, "circuit", json_string(br[r->breaker]));
+        if (r->breaker != BR_CLOSED)
+            json_object_set_new(s, "state", json_string("down"));
+        json_object_set_new(s, "circuit_opened", json_integer((json_int_t)r->opened));
         json_object_set_new(s, "in_flight", json_integer(r->in_flight));
         json_object_set_new(s, "queued", json_integer(r->queued));
         json_object_set_new(s, "due", json_integer(r->due));

@@ -621,7 +621,7 @@ static int isp_create(const struct prov_conf *conf, const struct prov_host *host
         "credit_warn", "dlr_tracker_param", "dlr_status_param", "dlr_delivered_words",
         "dlr_undelivered_words"};
     for (size_t i = 0; i < conf->n; i++) {
-        int ok = 0;
+        int ok = prov_conf_core_key(conf->keys[i]);
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(conf->keys[i], known[k]) == 0;
         if (!ok) {

@@ -96,7 +96,7 @@ static int sim_create(const struct prov_conf *conf, const struct prov_host *host
                                         "perm_failure_rate", "dlr_delay_ms",
                                         "undelivered_rate"};
     for (size_t i = 0; i < conf->n; i++) {
-        int ok = 0;
+        int ok = prov_conf_core_key(conf->keys[i]);
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(conf->keys[i], known[k]) == 0;
         if (!ok) {

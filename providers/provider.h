@@ -96,6 +96,9 @@ struct prov_conf {
     const char *const *values;
 };
 const char *prov_conf_get(const struct prov_conf *c, const char *key, const char *def);
+/* 1 for the keys the core reads itself in every route section (driver, rate, concurrency,
+ * breaker_*): drivers accept them without using them. */
+int prov_conf_core_key(const char *key);
 
 struct prov_ops {
     const char *name;

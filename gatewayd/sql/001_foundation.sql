@@ -80,6 +80,7 @@ CREATE UNIQUE INDEX messages_inbound_ref ON messages (route, provider_ref)
 -- "due now" range scan. lease_token fences late outcomes from a node that lost its lease.
 CREATE TABLE outbox_queue (
     message_id   bigint PRIMARY KEY,
+    centre_id    bigint NOT NULL,
     route        text NOT NULL,
     due_at       timestamptz NOT NULL,
     lease_node   text,
@@ -156,8 +157,8 @@ BEGIN
             ON CONFLICT (centre_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING messages.id, messages.centre_id, messages.route, messages.send_at
         ), q AS (
-            INSERT INTO outbox_queue (message_id, route, due_at)
-            SELECT ins.id, ins.route, ins.send_at FROM ins
+            INSERT INTO outbox_queue (message_id, centre_id, route, due_at)
+            SELECT ins.id, ins.centre_id, ins.route, ins.send_at FROM ins
         )
         SELECT input.i,
                coalesce(ins.id, old.id),
@@ -180,7 +181,11 @@ $$;
 -- Claim up to p_limit due messages of one route for this node. Opted-out recipients are
 -- cancelled here (the second check, after the one at enqueue). The lease moves due_at forward
 -- (see outbox_queue above); the token fences the outcome.
-CREATE FUNCTION gw_claim(p_node text, p_route text, p_limit int, p_lease_s int)
+-- Failover: p_failover names routes this node sees as down (circuit open). When the route's own
+-- queue leaves room, due messages of those routes are taken too, for centres that list p_route
+-- after the failed route; they move to p_route for good.
+CREATE FUNCTION gw_claim(p_node text, p_route text, p_limit int, p_lease_s int,
+                         p_failover text[] DEFAULT '{}')
 RETURNS TABLE (id bigint, centre_id bigint, phone text, body text, segments int,
                encoding text, attempts int, lease_token bigint)
 LANGUAGE plpgsql AS $$
@@ -188,6 +193,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     tok bigint := nextval('outbox_lease_seq');
     ids bigint[];
+    fo bigint[];
 BEGIN
     -- Outcome bookkeeping commits asynchronously (see README "Design notes"): a PostgreSQL
     -- crash may forget the last fraction of a second of it, which can only cause a resend
@@ -199,6 +205,23 @@ BEGIN
          ORDER BY oq.due_at
          LIMIT p_limit
          FOR UPDATE SKIP LOCKED) s;
+    IF coalesce(array_length(ids, 1), 0) < p_limit AND cardinality(p_failover) > 0 THEN
+        SELECT array_agg(s.message_id) INTO fo FROM (
+            SELECT oq.message_id FROM outbox_queue oq
+             WHERE oq.route = ANY (p_failover) AND oq.due_at <= now()
+               AND EXISTS (SELECT 1 FROM centre_routes a
+                             JOIN centre_routes b ON b.centre_id = a.centre_id AND b.kind = a.kind
+                            WHERE a.centre_id = oq.centre_id AND a.route = oq.route
+                              AND b.route = p_route AND b.position > a.position)
+             ORDER BY oq.due_at
+             LIMIT p_limit - coalesce(array_length(ids, 1), 0)
+             FOR UPDATE SKIP LOCKED) s;
+        IF fo IS NOT NULL THEN
+            UPDATE outbox_queue oq SET route = p_route WHERE oq.message_id = ANY (fo);
+            UPDATE messages msg SET route = p_route WHERE msg.id = ANY (fo);
+            ids := coalesce(ids, '{}') || fo;
+        END IF;
+    END IF;
     IF ids IS NULL THEN
         RETURN;
     END IF;
