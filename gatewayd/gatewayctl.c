@@ -333,6 +333,18 @@ static int cmd_status(void)
                (long long)json_integer_value(json_object_get(r, "in_flight")),
                (long long)json_integer_value(json_object_get(r, "queued")),
                (long long)json_integer_value(json_object_get(r, "due")));
+        const char *circuit = json_string_value(json_object_get(r, "circuit"));
+        if (circuit && strcmp(circuit, "closed") != 0)
+            printf(", circuit %s", circuit);
+        json_t *credit = json_object_get(r, "credit_euros");
+        if (json_is_number(credit))
+            printf(", credit %.2f EUR", json_number_value(credit));
+        json_t *signal = json_object_get(r, "signal_percent");
+        if (json_is_number(signal))
+            printf(", signal %d%%", (int)json_number_value(signal));
+        const char *net = json_string_value(json_object_get(r, "network"));
+        if (net)
+            printf(", network %s", net);
         const char *le = json_string_value(json_object_get(r, "last_error"));
         if (le)
             printf(", last error: %s", le);
