@@ -69,6 +69,7 @@ struct route {
     int64_t open_until_ms;
     int driver_down;      /* the driver itself says it is not up (modem gone) */
     uint64_t opened;      /* times the circuit opened */
+    int resumed;          /* resume_routes ran for this route */
     uint64_t accepted, tempfail, permfail, claimed;
     struct gw_hist latency;
     char last_error[160];
@@ -817,6 +818,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
     struct gw_outbox *o = arg;
     if (o->stats_running || !gw_db_up(o->db))
         return;
+    resume_routes(o);
     if (gw_db_query(o->db,
                     "SELECT route, count(*), count(*) FILTER (WHERE due_at <= now())"
                     " FROM outbox_queue GROUP BY route",
@@ -883,6 +885,41 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
         }
     }
     return o;
+}
+
+static void resume_done(void *arg, PGresult *res, const char *err)
+{
+    struct route *r = arg;
+    if (err) {
+        gw_warn(r->name, "could not list messages awaiting a delivery report: %s", err);
+        return;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++)
+        r->ops->resume(r->priv, gw_db_int(res, i, 0),
+                       PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1));
+    if (n)
+        gw_info(r->name, "%d message%s accepted before a restart still await a delivery report", n,
+                n > 1 ? "s" : "");
+}
+
+/* Ask drivers that keep provider-side state in memory (the simulator) to pick up what they had
+ * accepted on this node before a restart. Runs once, as soon as the database answers. */
+static void resume_routes(struct gw_outbox *o)
+{
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (!r->ops->resume || r->resumed)
+            continue;
+        const char *p[2] = {r->name, o->cfg->node_id};
+        if (gw_db_query(o->db,
+                        "SELECT m.id, m.provider_ref FROM messages m"
+                        " WHERE m.route = $1 AND m.status = 'sent' AND m.direction = 'out'"
+                        "   AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = m.id"
+                        "                  AND a.outcome = 'accepted' AND a.node = $2)",
+                        2, p, resume_done, r) == GW_OK)
+            r->resumed = 1;
+    }
 }
 
 void gw_outbox_start(struct gw_outbox *o)

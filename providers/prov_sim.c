@@ -261,6 +261,14 @@ static int sim_http(void *priv, struct evhttp_request *req, const char *subpath)
     return 0;
 }
 
+static void sim_resume(void *priv, int64_t msg_id, const char *provider_ref)
+{
+    (void)provider_ref;
+    struct sim *s = priv;
+    if (s->dlr_delay_ms >= 0)
+        op_schedule(s, OP_DLR, msg_id, s->dlr_delay_ms);
+}
+
 static void sim_status(void *priv, struct json_t *out)
 {
     struct sim *s = priv;
@@ -278,4 +286,5 @@ const struct prov_ops prov_sim_ops = {
     .send = sim_send,
     .http = sim_http,
     .status = sim_status,
+    .resume = sim_resume,
 };

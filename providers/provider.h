@@ -111,6 +111,11 @@ struct prov_ops {
     int (*http)(void *priv, struct evhttp_request *req, const char *subpath);
     /* Optional: add health fields ("state", "last_error", …) to a JSON object. */
     void (*status)(void *priv, struct json_t *out);
+    /* Optional: called once after start for each message this route accepted on this node
+     * (before a crash, say) whose delivery report has not come yet. A real provider delivers
+     * and reports on its own; the simulator, whose pending reports died with the process,
+     * schedules them again, as the provider it stands for would still send them. */
+    void (*resume)(void *priv, int64_t msg_id, const char *provider_ref);
 };
 
 /* Registry: find a driver by name ("sim", later "isendpro", "gammu"). NULL if unknown. */

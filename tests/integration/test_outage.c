@@ -8,7 +8,7 @@
  * is sent, and every message that got a 202 must end delivered — with exactly one row per
  * 202 and one recorded accepted attempt per message. The route is slow (500 ms), so part of
  * the first batch is still with the route, or its outcome not yet written, when the database
- * goes away. How many sends the simulator accepted is printed: a message whose lease expired
+ * goes away, and the outage (8 s) outlasts lease_seconds (5 s). How many sends the simulator accepted is printed: a message whose lease expired
  * during the outage may be handed to the route again (at-least-once), which is not asserted.
  */
 #include "harness.h"
@@ -117,6 +117,7 @@ static void test_database_outage(void **state)
     char *st_before = h_sql_rows(conninfo, "SELECT status, count(*) FROM messages GROUP BY 1 "
                                            "ORDER BY 1");
     h_pg_stop(pg);
+    double stopped_at = h_now();
     h_log("PostgreSQL stopped with %lld messages stored (%s), %lld in flight on the route",
           rows_before, st_before,
           json_is_integer(inflight) ? (long long)json_integer_value(inflight) : -1LL);
@@ -148,7 +149,11 @@ static void test_database_outage(void **state)
                    "POST with an unknown key while PostgreSQL is stopped");
     h_resp_free(r);
     H_ASSERT(h_daemon_alive(d), "the daemon exited while PostgreSQL was stopped");
-    h_sleep_ms(2000); /* stay down a little while: reconnection backoff, writer retries */
+    /* Stay down longer than lease_seconds (5 s): the leases of the sends that were in flight
+     * expire during the outage, so that when the database comes back the daemon holds
+     * outcomes for messages it may claim again (the lease token must fence them). */
+    while (h_now() - stopped_at < 8)
+        h_sleep_ms(200);
     H_ASSERT(h_daemon_alive(d), "the daemon exited while PostgreSQL was stopped");
 
     /* and comes back */

@@ -570,10 +570,12 @@ static void test_long_tel_truncated_never_matched(void **state)
     struct prov_isp_result r;
     (void)state;
     parse_expect(200,
-                 "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678 33612345678 33612345678\"}]}}",
+                 /* 11 digits, 12 spaces, "99": truncated to 23 bytes it would read 33612345678 */
+                 "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678            99\"}]}}",
                  0, &r);
     assert_int_equal(r.n, 1);
     assert_int_equal(strlen(r.items[0].tel), sizeof r.items[0].tel - 1);
+    assert_string_equal(r.items[0].tel, "33612345678            ");
     assert_null(prov_isp_find(&r, "+33612345678"));
     prov_isp_result_free(&r);
 }
