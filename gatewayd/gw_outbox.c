@@ -149,6 +149,7 @@ static void log_state(int64_t id, int64_t centre, const char *route, const char 
 static void check_drained(struct gw_outbox *o);
 static void writer_flush(struct gw_outbox *o);
 static void route_kick(struct route *r);
+static void resume_routes(struct gw_outbox *o);
 
 /* ---------------------------------------------------------------- enqueue (group commit) */
 
