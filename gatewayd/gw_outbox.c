@@ -118,6 +118,7 @@ struct gw_outbox {
     void (*drained)(void *);
     void *drained_arg;
 
+    int64_t started_s; /* wall clock at creation: "before this run" for resume */
     uint64_t transitions[10];
     uint64_t enq_batches, enq_nrows, write_batches, write_rows;
     uint64_t inbound_received, inbound_duplicates;
@@ -838,6 +839,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
     o->base = base;
     o->db = db;
     o->cfg = cfg;
+    o->started_s = gw_wall_ms() / 1000;
     o->enq_rows = json_array();
     o->rec = json_array();
     o->dlr = json_array();
@@ -912,13 +914,16 @@ static void resume_routes(struct gw_outbox *o)
         struct route *r = &o->routes[i];
         if (!r->ops->resume || r->resumed)
             continue;
-        const char *p[2] = {r->name, o->cfg->node_id};
+        char since[32];
+        gw_format_rfc3339(o->started_s, since, sizeof since);
+        const char *p[3] = {r->name, o->cfg->node_id, since};
         if (gw_db_query(o->db,
                         "SELECT m.id, m.provider_ref FROM messages m"
                         " WHERE m.route = $1 AND m.status = 'sent' AND m.direction = 'out'"
                         "   AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = m.id"
-                        "                  AND a.outcome = 'accepted' AND a.node = $2)",
-                        2, p, resume_done, r) == GW_OK)
+                        "                  AND a.outcome = 'accepted' AND a.node = $2"
+                        "                  AND a.finished_at < $3::timestamptz)",
+                        3, p, resume_done, r) == GW_OK)
             r->resumed = 1;
     }
 }
