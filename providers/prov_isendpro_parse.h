@@ -45,16 +45,16 @@ struct prov_isp_result {
                           which wins. */
     struct prov_isp_item general; /* the first such general error, when general_error; otherwise
                                      code -1 / OTHER_ERROR / "" (never reads as "sent") */
-    int general_ok;     /* ADDITION to the brief: count of elements with no tel and code 0 (the
-                           "inner level dropped" single-send shape {"etat":{"code":"0",...}}
-                           usually names no number). Such elements are neither items nor
-                           errors; what they mean for a number absent from `items` is the
-                           driver's policy. */
-    size_t n;                    /* per-number items (elements that carry a tel) */
+    int general_ok; /* ADDITION to the brief: count of elements with no tel and code 0 (the
+                       "inner level dropped" single-send shape {"etat":{"code":"0",...}}
+                       usually names no number). Such elements are neither items nor
+                       errors; what they mean for a number absent from `items` is the
+                       driver's policy. */
+    size_t n;       /* per-number items (elements that carry a tel) */
     struct prov_isp_item *items; /* malloc'd, in answer order, NULL when n == 0; caller frees
                                     with prov_isp_result_free */
-    int temporary; /* 1 when the whole request should be retried later: HTTP 5xx, 429, 0 or
-                      negative (no answer), whatever the body says (even when it parsed) */
+    int temporary;   /* 1 when the whole request should be retried later: HTTP 5xx, 429, 0 or
+                        negative (no answer), whatever the body says (even when it parsed) */
     char error[160]; /* set (non-empty) exactly when prov_isp_parse returned -1 */
 };
 

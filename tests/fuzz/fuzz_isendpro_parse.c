@@ -49,14 +49,7 @@ static const char *const wrap_pre[] = {
     "{\"etat\":{\"code\":\"0\",\"message\":",
 };
 static const char *const wrap_post[] = {
-    "",
-    "]}}",
-    "}}}",
-    "}]}}",
-    "}}",
-    "}",
-    ",\"tel\":\"33612345678\"}]}}",
-    "}}",
+    "", "]}}", "}}}", "}]}}", "}}", "}", ",\"tel\":\"33612345678\"}]}}", "}}",
 };
 
 static int temporary_status(int s)
@@ -66,9 +59,10 @@ static int temporary_status(int s)
 
 static int kind_for(int code)
 {
-    return code == 0 ? PROV_ISP_SENT
-                     : code == 11 ? PROV_ISP_BLACKLISTED
-                                  : code == 21 ? PROV_ISP_INVALID_NUMBER : PROV_ISP_OTHER_ERROR;
+    return code == 0    ? PROV_ISP_SENT
+           : code == 11 ? PROV_ISP_BLACKLISTED
+           : code == 21 ? PROV_ISP_INVALID_NUMBER
+                        : PROV_ISP_OTHER_ERROR;
 }
 
 /* NUL inside cap, valid UTF-8 (shortest form, no surrogates), no C0 controls or DEL. */

@@ -34,6 +34,9 @@ build() {
                 "$root/providers/prov_text.c" "$out/prov_phone_shim.o" \
                 $(pc --cflags --libs inih jansson libevent libsodium) -lphonenumber \
                 $(pc --libs icu-uc) -lstdc++ -o "$out/$name" ;;
+        fuzz_isendpro_parse)
+            clang "${cflags[@]}" "$here/$name.c" "$root/providers/prov_isendpro_parse.c" \
+                $(pc --cflags --libs jansson) -o "$out/$name" ;;
         fuzz_rfc3339)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_util.c" $(pc --libs libsodium) \
                 -o "$out/$name" ;;

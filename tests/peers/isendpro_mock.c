@@ -1604,10 +1604,12 @@ static void api_request(struct evhttp_request *req, const char *path)
                           : fault == F_RESET ? "connection reset (reset mode)"
                           : fault == F_SLOW  ? "delayed"
                                              : "";
-    logline("%s %s keyid=%s%s%s -> %s%s%d%s", method_name(m), path,
+    char st[16] = "";
+    if (fault != F_TIMEOUT && fault != F_RESET)
+        snprintf(st, sizeof st, "%s%d", *outcome ? " " : "", r.status);
+    logline("%s %s keyid=%s%s%s -> %s%s%s", method_name(m), path,
             fields && json_object_get(fields, "keyid") ? "***" : "(none)", numv ? " num=" : "",
-            numv ? numv : (json_is_array(fnum) ? " num=[...]" : ""), outcome,
-            *outcome ? " " : "", r.status, codes);
+            numv ? numv : (json_is_array(fnum) ? " num=[...]" : ""), outcome, st, codes);
 
     record_write("request", rec);
     json_array_append_new(M.requests, rec);

@@ -452,7 +452,7 @@ sms "$(body '{"num":"0655555555","sms":"dlr","tracker":"DLR2"}')"
 sms "$(body '{"num":"0666666666","sms":"dlr","tracker":"fail500"}')"
 eventually /_mock/dlr "DLR delivered: accepted by the listener (HTTP 200)" \
     'any(d["tracker"] == "DLR1" and d["tel"] == "33644444444" and d["status"] == "delivered" and d["http_status"] == 200 and d["accepted"] is True for d in j)'
-expect "DLR undeliverable number: status undelivered" \
+eventually /_mock/dlr "DLR undeliverable number: status undelivered" \
     'any(d["tracker"] == "DLR2" and d["status"] == "undelivered" and d["accepted"] is True for d in j)'
 eventually /_mock/dlr "DLR refused by the listener (HTTP 500): accepted false" \
     'any(d["tracker"] == "fail500" and d["http_status"] == 500 and d["accepted"] is False for d in j)'

@@ -90,8 +90,9 @@ static void test_inner_object_instead_of_array(void **state)
 {
     struct prov_isp_result r;
     (void)state;
-    parse_expect(200, "{\"etat\":{\"etat\":{\"code\":\"0\",\"tel\":\"33612345678\",\"message\":\"ok\"}}}",
-                 0, &r);
+    parse_expect(
+        200, "{\"etat\":{\"etat\":{\"code\":\"0\",\"tel\":\"33612345678\",\"message\":\"ok\"}}}", 0,
+        &r);
     assert_int_equal(r.n, 1);
     expect_item(&r.items[0], 0, PROV_ISP_SENT, "33612345678", "ok", 0);
     prov_isp_result_free(&r);
@@ -150,7 +151,8 @@ static void test_bom_and_whitespace_tolerated(void **state)
 {
     struct prov_isp_result r;
     (void)state;
-    parse_expect(200, "\xEF\xBB\xBF \r\n{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678\"}]}}\n",
+    parse_expect(200,
+                 "\xEF\xBB\xBF \r\n{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678\"}]}}\n",
                  0, &r);
     assert_int_equal(r.n, 1);
     prov_isp_result_free(&r);
@@ -215,9 +217,11 @@ static void test_codes_as_strings(void **state)
 static void test_codes_unparseable_are_errors(void **state)
 {
     static const char *const bad[] = {
-        "\"\"",   "\" \"",   "\"abc\"", "\"0 ok\"", "\"0x0\"", "\"+0\"", "\"0.0\"", "null",
-        "true",   "false",   "0.5",     "[0]",      "{}",      "1e300",  "99999999999",
-        "\"99999999999999999999\"",     "\"-\"",
+        "\"\"",    "\" \"",  "\"abc\"",     "\"0 ok\"",
+        "\"0x0\"", "\"+0\"", "\"0.0\"",     "null",
+        "true",    "false",  "0.5",         "[0]",
+        "{}",      "1e300",  "99999999999", "\"99999999999999999999\"",
+        "\"-\"",
     };
     size_t i;
     (void)state;
@@ -255,8 +259,8 @@ static void test_http400_general_error(void **state)
 {
     struct prov_isp_result r;
     (void)state;
-    parse_expect(400, "{\"etat\":{\"etat\":[{\"code\":\"3\",\"message\":\"Cle API invalide\"}]}}", 0,
-                 &r);
+    parse_expect(400, "{\"etat\":{\"etat\":[{\"code\":\"3\",\"message\":\"Cle API invalide\"}]}}",
+                 0, &r);
     assert_int_equal(r.temporary, 0);
     assert_int_equal(r.general_error, 1);
     assert_int_equal(r.n, 0);
@@ -270,7 +274,8 @@ static void test_http200_with_error_codes(void **state)
     struct prov_isp_result r;
     (void)state;
     parse_expect(200,
-                 "{\"etat\":{\"etat\":[{\"code\":\"11\",\"tel\":\"33612345678\",\"message\":\"liste noire\"},"
+                 "{\"etat\":{\"etat\":[{\"code\":\"11\",\"tel\":\"33612345678\",\"message\":"
+                 "\"liste noire\"},"
                  "{\"code\":21,\"tel\":\"33700000000\",\"message\":\"non attribue\"}]}}",
                  0, &r);
     assert_int_equal(r.temporary, 0);
@@ -282,7 +287,8 @@ static void test_http200_with_error_codes(void **state)
                 "non attribue", 0);
     prov_isp_result_free(&r);
     /* a general error on a 200 */
-    parse_expect(200, "{\"etat\":{\"etat\":{\"code\":12,\"message\":\"Credit insuffisant\"}}}", 0, &r);
+    parse_expect(200, "{\"etat\":{\"etat\":{\"code\":12,\"message\":\"Credit insuffisant\"}}}", 0,
+                 &r);
     assert_int_equal(r.general_error, 1);
     expect_item(&r.general, 12, PROV_ISP_OTHER_ERROR, "", "Credit insuffisant", 0);
     prov_isp_result_free(&r);
@@ -326,8 +332,9 @@ static void test_tel_as_json_number(void **state)
     assert_ptr_equal(prov_isp_find(&r, "+33600000001"), &r.items[2]);
     prov_isp_result_free(&r);
     /* unusable tel values count as "no tel": a non-zero code becomes a general error */
-    parse_expect(200, "{\"etat\":{\"etat\":[{\"code\":5,\"tel\":null},{\"code\":6,\"tel\":\"  \"},"
-                      "{\"code\":0,\"tel\":true}]}}",
+    parse_expect(200,
+                 "{\"etat\":{\"etat\":[{\"code\":5,\"tel\":null},{\"code\":6,\"tel\":\"  \"},"
+                 "{\"code\":0,\"tel\":true}]}}",
                  0, &r);
     assert_int_equal(r.n, 0);
     assert_int_equal(r.general_error, 1);
@@ -340,11 +347,12 @@ static void test_parts_variants(void **state)
 {
     struct prov_isp_result r;
     (void)state;
-    parse_expect(200,
-                 "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\",\"smslong\":\" 4 \"},"
-                 "{\"code\":0,\"tel\":\"2\",\"smslong\":\"x\"},{\"code\":0,\"tel\":\"3\",\"smslong\":-2},"
-                 "{\"nb_caractere\":200,\"nb_sms\":2,\"tel\":\"4\",\"code\":0}]}}",
-                 0, &r);
+    parse_expect(
+        200,
+        "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\",\"smslong\":\" 4 \"},"
+        "{\"code\":0,\"tel\":\"2\",\"smslong\":\"x\"},{\"code\":0,\"tel\":\"3\",\"smslong\":-2},"
+        "{\"nb_caractere\":200,\"nb_sms\":2,\"tel\":\"4\",\"code\":0}]}}",
+        0, &r);
     assert_int_equal(r.n, 4);
     assert_int_equal(r.items[0].parts, 4);
     assert_int_equal(r.items[1].parts, 0);
@@ -432,8 +440,9 @@ static void test_empty_body(void **state)
 
 static void test_json_not_an_object(void **state)
 {
-    static const char *const bodies[] = {"[1,2]", "\"etat\"", "42", "null", "true",
-                                         "[{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\"}]}}]"};
+    static const char *const bodies[] = {
+        "[1,2]", "\"etat\"", "42",
+        "null",  "true",     "[{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\"}]}}]"};
     struct prov_isp_result r;
     size_t i;
     (void)state;
@@ -519,7 +528,8 @@ static void test_message_truncation_1000(void **state)
         msg[i] = (char)('a' + i % 26);
     }
     msg[1000] = '\0';
-    snprintf(body, 2000, "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678\",\"message\":\"%s\"}]}}",
+    snprintf(body, 2000,
+             "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678\",\"message\":\"%s\"}]}}",
              msg);
     parse_expect(200, body, 0, &r);
     assert_int_equal(strlen(r.items[0].message), sizeof r.items[0].message - 1);
@@ -560,7 +570,8 @@ static void test_control_chars_in_message(void **state)
     parse_expect(200, "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\",\"message\":42}]}}", 0, &r);
     assert_string_equal(r.items[0].message, "42");
     prov_isp_result_free(&r);
-    parse_expect(200, "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\",\"message\":{\"a\":1}}]}}", 0, &r);
+    parse_expect(200, "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"1\",\"message\":{\"a\":1}}]}}", 0,
+                 &r);
     assert_string_equal(r.items[0].message, "");
     prov_isp_result_free(&r);
 }
@@ -571,8 +582,8 @@ static void test_long_tel_truncated_never_matched(void **state)
     (void)state;
     parse_expect(200,
                  /* 11 digits, 12 spaces, "99": truncated to 23 bytes it would read 33612345678 */
-                 "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678            99\"}]}}",
-                 0, &r);
+                 "{\"etat\":{\"etat\":[{\"code\":0,\"tel\":\"33612345678            99\"}]}}", 0,
+                 &r);
     assert_int_equal(r.n, 1);
     assert_int_equal(strlen(r.items[0].tel), sizeof r.items[0].tel - 1);
     assert_string_equal(r.items[0].tel, "33612345678            ");
@@ -584,7 +595,7 @@ static void test_long_tel_truncated_never_matched(void **state)
 
 static void test_find_notations(void **state)
 {
-    static const char *const tels[] = {"33612345678", "+33612345678", "0612345678",
+    static const char *const tels[] = {"33612345678",   "+33612345678",      "0612345678",
                                        "0033612345678", "+33 6 12 34 56 78", "06.12.34.56.78"};
     static const char *const queries[] = {"+33612345678", "33612345678", "0612345678",
                                           "0033612345678", " +33 (0)6 12 34 56 78"};
@@ -625,8 +636,8 @@ static void test_find_overseas_and_mismatches(void **state)
                  0, &r);
     assert_ptr_equal(prov_isp_find(&r, "+262692123456"), &r.items[0]);
     assert_ptr_equal(prov_isp_find(&r, "+33692123456"), &r.items[0]); /* same national number */
-    assert_null(prov_isp_find(&r, "+44692123456"));                  /* not the French plan */
-    assert_null(prov_isp_find(&r, "+3369212345"));                   /* one digit short */
+    assert_null(prov_isp_find(&r, "+44692123456"));                   /* not the French plan */
+    assert_null(prov_isp_find(&r, "+3369212345"));                    /* one digit short */
     assert_null(prov_isp_find(&r, "+336921234567"));
     assert_ptr_equal(prov_isp_find(&r, "+447700900123"), &r.items[1]);
     assert_null(prov_isp_find(&r, "07700900123")); /* UK national form is not French */
@@ -664,9 +675,9 @@ static void test_find_large_batch(void **state)
         snprintf(num, sizeof num, "+336%08zu", i);
         it = prov_isp_find(&r, num);
         assert_ptr_equal(it, &r.items[i]);
-        assert_int_equal(it->kind, i % 3 == 0 ? PROV_ISP_SENT
-                                              : (i % 3 == 1 ? PROV_ISP_BLACKLISTED
-                                                            : PROV_ISP_INVALID_NUMBER));
+        assert_int_equal(
+            it->kind, i % 3 == 0 ? PROV_ISP_SENT
+                                 : (i % 3 == 1 ? PROV_ISP_BLACKLISTED : PROV_ISP_INVALID_NUMBER));
     }
     assert_null(prov_isp_find(&r, "+33699999999"));
     prov_isp_result_free(&r);
