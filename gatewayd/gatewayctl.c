@@ -12,7 +12,10 @@
  *   gatewayctl [--url URL] status
  *   gatewayctl [--url URL] --key KEY send TO TEXT [--at RFC3339] [--idempotency-key K]
  *
- * Exit codes: 0 ok, 1 failure (the message says why), 2 usage error, 3 not found.
+ *   gatewayctl [--url URL] [--config FILE | --key TOKEN] ussd ROUTE CODE
+ *
+ * Exit codes: 0 ok, 1 failure (the message says why), 2 usage error, 3 not found,
+ * 4 not supported.
  */
 #include "gw_auth.h"
 #include "gw_config.h"
@@ -53,6 +56,9 @@ static void usage(FILE *f)
             "runtime (HTTP, default --url http://127.0.0.1:8080):\n"
             "  status                           daemon, database and route health\n"
             "  send TO TEXT [--at TIME] [--idempotency-key K]   send an SMS (needs --key)\n"
+            "  ussd ROUTE CODE                  dial a USSD code on a modem route (operator token:\n"
+            "                                   --key, or ops_token from --config); exit 4 when\n"
+            "                                   the route cannot do USSD\n"
             "\n"
             "  --version, --help\n");
 }
@@ -355,6 +361,41 @@ static int cmd_status(void)
     return st == 200 ? 0 : 1;
 }
 
+static int cmd_ussd(int argc, char **argv)
+{
+    if (argc != 2)
+        die(2, "ussd: expected ROUTE CODE, e.g. gatewayctl ussd modem '*100#'");
+    if (!opt_key && opt_config) {
+        struct gw_config *cfg = load_config();
+        if (cfg->ops_token)
+            opt_key = strdup(cfg->ops_token);
+        gw_config_free(cfg);
+    }
+    if (!opt_key)
+        die(2, "ussd needs the operator token: --key TOKEN, or --config FILE with ops_token");
+    json_t *o = json_pack("{s:s,s:s}", "route", argv[0], "code", argv[1]);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char *out;
+    long st = http("POST", "/ops/ussd", body, &out);
+    free(body);
+    json_t *j = json_loads(out, 0, NULL);
+    int rc = 1;
+    if (st == 200 && j) {
+        printf("%s\n", json_string_value(json_object_get(j, "reply")));
+        rc = 0;
+    } else {
+        const char *msg = j ? json_string_value(json_object_get(json_object_get(j, "error"),
+                                                                "message"))
+                            : NULL;
+        fprintf(stderr, "gatewayctl: %s (HTTP %ld)\n", msg ? msg : out, st);
+        rc = st == 501 ? 4 : 1;
+    }
+    json_decref(j);
+    free(out);
+    return rc;
+}
+
 static int cmd_send(int argc, char **argv)
 {
     if (!opt_key)
@@ -442,6 +483,8 @@ int main(int argc, char **argv)
         rc = cmd_status();
     else if (!strcmp(cmd, "send"))
         rc = cmd_send(n, rest);
+    else if (!strcmp(cmd, "ussd"))
+        rc = cmd_ussd(n, rest);
     else
         die(2, "unknown command '%s' (see gatewayctl --help)", cmd);
     curl_global_cleanup();

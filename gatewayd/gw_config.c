@@ -168,6 +168,23 @@ static int handler(void *user, const char *section, const char *key, const char 
         } else if (!strcmp(key, "max_segments")) {
             if (parse_int(value, 1, 20, &c->max_segments) < 0)
                 ERR("max_segments must be between 1 and 20");
+        } else if (!strcmp(key, "ops_token")) {
+            if (strlen(value) < 16)
+                ERR("ops_token must be at least 16 characters");
+            set_str(&c->ops_token, value);
+        } else if (!strcmp(key, "ops_token_file")) {
+            FILE *f = fopen(value, "r");
+            char buf[256] = "";
+            if (!f || !fgets(buf, sizeof buf, f)) {
+                if (f)
+                    fclose(f);
+                ERR("ops_token_file %s cannot be read", value);
+            }
+            fclose(f);
+            buf[strcspn(buf, "\r\n")] = '\0';
+            if (strlen(buf) < 16)
+                ERR("the token in ops_token_file must be at least 16 characters");
+            set_str(&c->ops_token, buf);
         } else if (!strcmp(key, "transliterate")) {
             if (parse_bool(value, &c->transliterate) < 0)
                 ERR("transliterate must be yes or no");
@@ -345,6 +362,7 @@ void gw_config_free(struct gw_config *c)
     free(c->default_route);
     free(c->default_region);
     free(c->db_conninfo);
+    free(c->ops_token);
     for (size_t i = 0; i < c->nroutes; i++) {
         struct gw_route_conf *r = &c->routes[i];
         free(r->name);

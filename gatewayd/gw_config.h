@@ -32,6 +32,7 @@ struct gw_config {
     char *default_region;
     int max_segments;
     int transliterate;
+    char *ops_token; /* bearer token of the /ops/ endpoints (gatewayctl); NULL = disabled */
     /* [database] */
     char *db_conninfo;
     int db_pool_size;

@@ -1015,6 +1015,20 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
     gw_http_error(req, 404, "not_found", "no route named '%.*s' on this node", (int)len, tail);
 }
 
+int gw_outbox_ussd(struct gw_outbox *o, const char *route, const char *code,
+                   void (*done)(void *arg, int err, const char *reply), void *arg)
+{
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (strcmp(r->name, route) != 0)
+            continue;
+        if (!r->ops->ussd)
+            return GW_EINVAL;
+        return r->ops->ussd(r->priv, code, done, arg) == 0 ? GW_OK : GW_EDOWN;
+    }
+    return GW_ENOTFOUND;
+}
+
 json_t *gw_outbox_status(struct gw_outbox *o)
 {
     json_t *all = json_object();

@@ -58,6 +58,12 @@ int gw_outbox_enqueue(struct gw_outbox *o, const struct gw_enqueue *e, gw_enqueu
 /* /providers/{route}/{subpath} → the route driver's http handler. */
 void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, const char *tail);
 
+/* Operator USSD through a route. Returns 0 (done called later), GW_ENOTFOUND (no such
+ * route), GW_EINVAL (the route cannot do USSD) or another negative code (refused at once). */
+int gw_outbox_ussd(struct gw_outbox *o, const char *route, const char *code,
+                   void (*done)(void *arg, int err, const char *reply), void *arg)
+    __attribute__((warn_unused_result));
+
 /* {"sim":{"driver":"sim","state":"up","in_flight":…,"queued":…}, …} */
 struct json_t *gw_outbox_status(struct gw_outbox *o);
 void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out);

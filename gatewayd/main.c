@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #ifndef PASSERELLE_VERSION
@@ -120,6 +121,85 @@ static void on_providers(struct evhttp_request *req, void *arg, const char *tail
 {
     struct daemon *d = arg;
     gw_outbox_provider_http(d->outbox, req, tail);
+}
+
+/* ---- operator endpoints (/ops/…), for gatewayctl: a bearer token from the configuration. */
+
+static int ops_authorized(struct daemon *d, struct evhttp_request *req)
+{
+    if (!d->cfg->ops_token) {
+        gw_http_error(req, 403, "ops_disabled",
+                      "operator endpoints are disabled: set ops_token in [gateway]");
+        return 0;
+    }
+    const char *h = gw_http_header(req, "Authorization");
+    size_t tl = strlen(d->cfg->ops_token);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != tl ||
+        sodium_memcmp(h + 7, d->cfg->ops_token, tl) != 0) {
+        gw_http_error(req, 401, "unauthorized", "missing or wrong operator token");
+        return 0;
+    }
+    return 1;
+}
+
+struct ussd_call {
+    struct evhttp_request *req;
+    char route[64];
+    char code[64];
+};
+
+static void ussd_done(void *arg, int err, const char *reply)
+{
+    struct ussd_call *u = arg;
+    if (err)
+        gw_http_error(u->req, 502, "ussd_failed", "%s", reply ? reply : "the modem gave no answer");
+    else
+        gw_http_json(u->req, 200,
+                     json_pack("{s:s,s:s,s:s}", "route", u->route, "code", u->code, "reply",
+                               reply ? reply : ""));
+    free(u);
+}
+
+static void on_ops_ussd(struct evhttp_request *req, void *arg, const char *tail)
+{
+    (void)tail;
+    struct daemon *d = arg;
+    if (!ops_authorized(d, req))
+        return;
+    char *body;
+    size_t len;
+    if (gw_http_body(req, 4096, &body, &len) != GW_OK) {
+        gw_http_error(req, 413, "body_too_large", "at most 4096 bytes");
+        return;
+    }
+    json_t *j = json_loadb(body, len, 0, NULL);
+    free(body);
+    const char *route = json_string_value(json_object_get(j, "route"));
+    const char *code = json_string_value(json_object_get(j, "code"));
+    if (!route || !code || strlen(route) >= 64 || strlen(code) >= 64) {
+        json_decref(j);
+        gw_http_error(req, 400, "bad_request", "expected {\"route\": \"…\", \"code\": \"*100#\"}");
+        return;
+    }
+    struct ussd_call *u = calloc(1, sizeof *u);
+    if (!u)
+        abort();
+    u->req = req;
+    snprintf(u->route, sizeof u->route, "%s", route);
+    snprintf(u->code, sizeof u->code, "%s", code);
+    json_decref(j);
+    int rc = gw_outbox_ussd(d->outbox, u->route, u->code, ussd_done, u);
+    if (rc == GW_OK)
+        return;
+    if (rc == GW_ENOTFOUND)
+        gw_http_error(req, 404, "not_found", "no route named '%s' on this node", u->route);
+    else if (rc == GW_EINVAL)
+        gw_http_error(req, 501, "not_supported",
+                      "route '%s' cannot dial USSD (only modem routes can)", u->route);
+    else
+        gw_http_error(req, 503, "route_unavailable",
+                      "route '%s' refused the request (modem down or busy)", u->route);
+    free(u);
 }
 
 static void drained(void *arg)
@@ -211,6 +291,7 @@ static int run(struct gw_config *cfg)
     gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST, "/providers/", GW_HTTP_PREFIX,
                   on_providers, &d);
+    gw_http_route(d.http, EVHTTP_REQ_POST, "/ops/ussd", GW_HTTP_EXACT, on_ops_ussd, &d);
     if (gw_http_listen(d.http, cfg->listen_host, cfg->listen_port, err, sizeof err) != GW_OK) {
         gw_error("http", "%s", err);
         goto out;

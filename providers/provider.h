@@ -116,6 +116,11 @@ struct prov_ops {
      * and reports on its own; the simulator, whose pending reports died with the process,
      * schedules them again, as the provider it stands for would still send them. */
     void (*resume)(void *priv, int64_t msg_id, const char *provider_ref);
+    /* Optional: dial an operator USSD code ("*100#") and call done(arg, 0, reply) later on the
+     * loop thread, or done(arg, <0, human reason). Returns <0 without calling done when it
+     * refuses at once. Not called back after destroy. */
+    int (*ussd)(void *priv, const char *code, void (*done)(void *arg, int err, const char *reply),
+                void *arg);
 };
 
 /* Registry: find a driver by name ("sim", later "isendpro", "gammu"). NULL if unknown. */
