@@ -22,10 +22,12 @@
  * Both queues and the shared status (state, signal, last error, …) live under g->mu; the worker
  * sleeps on g->cv until a request comes or its next poll / reconnection is due. The worker wakes
  * the loop with event_active(), which is safe from another thread because the process called
- * evthread_use_pthreads() before creating the base. Host callbacks run only in on_results() or
- * in send() deferral paths, all on the loop thread. destroy() sets stop, aborts the current
- * libGammu call, joins the worker (which terminates and frees its machine), then frees the
- * event: after it returns nothing can call the host again.
+ * evthread_use_pthreads() before creating the base. Host callbacks are made only from
+ * on_results() and inbound_done() (the core's completion), both on the loop thread; even an
+ * immediate answer to send() goes through the result queue, so it is never reported from inside
+ * send() itself. destroy() sets stop, aborts the current libGammu call, joins the worker (which
+ * terminates and frees its machine), then frees the event: after it returns nothing can call
+ * the host again.
  *
  * The worker starts from a zero-delay timer, i.e. once the loop runs: `gatewayd --check-config`
  * creates routes without running the loop and so never opens the modem (which a running daemon
@@ -66,11 +68,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define GM_MAX_QUEUE 256         /* sends and USSD waiting for the worker before send() says no */
-#define GM_MAX_PARTS 64          /* inbound parts taken per scan (the rest at the next one) */
-#define GM_SCAN_MAX_ITER 2000    /* GSM_GetNextSMS calls per scan: the bound against loops */
-#define GM_MAX_TEXT_UNITS 2000   /* UTF-16 units per outbound text (libGammu's encoder uses a
-                                    fixed 65 KB buffer: never let it near that) */
+#define GM_MAX_QUEUE 256      /* sends and USSD waiting for the worker before send() says no */
+#define GM_MAX_PARTS 64       /* inbound parts taken per scan (the rest at the next one) */
+#define GM_SCAN_MAX_ITER 2000 /* GSM_GetNextSMS calls per scan: the bound against loops */
+/* UTF-16 units per outbound text: libGammu's encoder copies into a fixed 65 KB stack buffer. */
+#define GM_MAX_TEXT_UNITS 2000
 #define GM_MAX_INCOMPLETE 64     /* concatenated messages waiting for missing parts */
 #define GM_STACK_SIZE (8u << 20) /* libGammu puts 64 KiB buffers on the stack; be generous */
 #define GM_USSD_UNITS (GSM_MAX_USSD_LENGTH + 1)
@@ -248,16 +250,16 @@ enum gm_res_kind { RES_OUTCOME, RES_INBOUND, RES_DLR, RES_USSD, RES_LOG };
 struct gm_res {
     TAILQ_ENTRY(gm_res) link;
     enum gm_res_kind kind;
-    int64_t id;                 /* OUTCOME: message id; USSD: token */
-    enum prov_outcome outcome;  /* OUTCOME */
-    int num;                    /* USSD: error (0 or PROV_GAMMU_E…); LOG: level; DLR: final */
-    int delivered;              /* DLR */
-    char *ref;                  /* OUTCOME, INBOUND, DLR: provider reference */
-    char *code;                 /* OUTCOME: error code; INBOUND: sender */
-    char *text;                 /* OUTCOME: error message; INBOUND: text; DLR: detail;
-                                   USSD: reply; LOG: the line */
-    time_t when;                /* INBOUND */
-    size_t nlocs;               /* INBOUND, DLR: where the parts are, for the delete */
+    int64_t id;                /* OUTCOME: message id; USSD: token */
+    enum prov_outcome outcome; /* OUTCOME */
+    int num;                   /* USSD: error (0 or PROV_GAMMU_E…); LOG: level; DLR: final */
+    int delivered;             /* DLR */
+    char *ref;                 /* OUTCOME, INBOUND, DLR: provider reference */
+    char *code;                /* OUTCOME: error code; INBOUND: sender */
+    char *text;                /* OUTCOME: error message; INBOUND: text; DLR: detail;
+                                  USSD: reply; LOG: the line */
+    time_t when;               /* INBOUND */
+    size_t nlocs;              /* INBOUND, DLR: where the parts are, for the delete */
     struct gm_loc *locs;
 };
 
@@ -303,6 +305,7 @@ struct gm {
     LIST_HEAD(, gm_ussd) ussds;
     int64_t ussd_seq;
     size_t ntracks;
+    int store_failing; /* the last store failed: warn once, not at every poll */
     uint64_t accepted, tempfail, permfail, received, reports;
 
     /* shared, under mu */
@@ -330,7 +333,8 @@ struct gm {
     size_t w_nincomplete;
     int64_t w_next_connect, w_next_poll, w_backoff;
     int w_pin_rejected;
-    int w_cb_fired, w_cb_status, w_cb_ref;         /* written by the send-status callback */
+    size_t w_skipped;                                /* unreadable inbox entries at the last scan */
+    int w_cb_fired, w_cb_status, w_cb_ref;           /* written by the send-status callback */
     int w_ussd_waiting, w_ussd_fired, w_ussd_status; /* written by the USSD callback */
     unsigned char w_ussd_raw[2 * GM_USSD_UNITS + 2];
 };
@@ -402,8 +406,8 @@ static void push_ussd(struct gm *g, int64_t token, int err, const char *reply)
 }
 
 /* Worker: log through the loop (host->log is for the loop thread only). */
-__attribute__((format(printf, 3, 4))) static void w_log(struct gm *g, int level,
-                                                        const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void w_log(struct gm *g, int level, const char *fmt,
+                                                        ...)
 {
     char line[512];
     va_list ap;
@@ -523,8 +527,8 @@ __attribute__((format(printf, 2, 3))) static void w_down(struct gm *g, const cha
     if (!same)
         w_log(g, was_up ? 0 : 1, "modem down: %s (next attempt in %lld ms)", why,
               (long long)g->w_backoff);
-    g->w_backoff = g->w_backoff * 2 > g->opt.reconnect_max_ms ? g->opt.reconnect_max_ms
-                                                               : g->w_backoff * 2;
+    g->w_backoff =
+        g->w_backoff * 2 > g->opt.reconnect_max_ms ? g->opt.reconnect_max_ms : g->w_backoff * 2;
 }
 
 static void cb_send_status(GSM_StateMachine *sm, int status, int ref, void *user)
@@ -608,8 +612,10 @@ static int w_unlock_sim(struct gm *g)
     if (e != ERR_NONE || sec == SEC_None)
         return 0; /* not supported, or nothing to enter */
     if (sec != SEC_Pin) {
-        w_down(g, "the SIM or phone asks for a code the driver cannot enter (type %d: PUK or "
-                  "phone code)", (int)sec);
+        w_down(g,
+               "the SIM or phone asks for a code the driver cannot enter (type %d: PUK or "
+               "phone code)",
+               (int)sec);
         return -1;
     }
     if (!g->opt.pin) {
@@ -682,8 +688,7 @@ static int w_connect(struct gm *g)
     char net[64];
     snprintf(net, sizeof net, "%s", g->net_name);
     pthread_mutex_unlock(&g->mu);
-    w_log(g, 2, "modem up on %s (signal %d%%, network %s)", g->opt.device, sig,
-          net[0] ? net : "?");
+    w_log(g, 2, "modem up on %s (signal %d%%, network %s)", g->opt.device, sig, net[0] ? net : "?");
     g->w_backoff = g->opt.reconnect_max_ms < 1000 ? g->opt.reconnect_max_ms : 1000;
     return 0;
 }
@@ -779,8 +784,8 @@ static void w_send(struct gm *g, struct gm_req *rq)
                 push_outcome(g, rq->id, PROV_TEMPFAIL, NULL, code, msg);
                 w_down(g, "sending: %s", GSM_ErrorString(e));
             } else {
-                push_outcome(g, rq->id, is_permanent_error(e) ? PROV_PERMFAIL : PROV_TEMPFAIL,
-                             NULL, code, msg);
+                push_outcome(g, rq->id, is_permanent_error(e) ? PROV_PERMFAIL : PROV_TEMPFAIL, NULL,
+                             code, msg);
             }
             return;
         }
@@ -968,8 +973,9 @@ static int w_hold_incomplete(struct gm *g, const char *key)
 static void w_emit_inbound(struct gm *g, const GSM_MultiSMSMessage *mm)
 {
     const GSM_SMSMessage *first = &mm->SMS[0];
-    int nparts = mm->Number < 1 ? 1 : mm->Number > GSM_MAX_MULTI_SMS ? GSM_MAX_MULTI_SMS
-                                                                      : mm->Number;
+    int nparts = mm->Number < 1                   ? 1
+                 : mm->Number > GSM_MAX_MULTI_SMS ? GSM_MAX_MULTI_SMS
+                                                  : mm->Number;
     char *from = ucs2_to_utf8(first->Number, GSM_MAX_NUMBER_LENGTH);
     char cref[16] = "-";
     if (is_concat(first)) {
@@ -983,8 +989,8 @@ static void w_emit_inbound(struct gm *g, const GSM_MultiSMSMessage *mm)
             }
             char masked[32];
             mask_number(from, masked, sizeof masked);
-            w_log(g, 1, "message from %s: %d of %d parts after %d ms, delivered incomplete",
-                  masked, nparts, first->UDH.AllParts, g->opt.concat_timeout_ms);
+            w_log(g, 1, "message from %s: %d of %d parts after %d ms, delivered incomplete", masked,
+                  nparts, first->UDH.AllParts, g->opt.concat_timeout_ms);
         }
     }
     size_t units = 0;
@@ -1003,8 +1009,7 @@ static void w_emit_inbound(struct gm *g, const GSM_MultiSMSMessage *mm)
     const GSM_DateTime *d = &first->DateTime;
     char ref[400];
     snprintf(ref, sizeof ref, "%s:%04d%02d%02dT%02d%02d%02d%+d:%s:%08" PRIx32, from, d->Year,
-             d->Month, d->Day, d->Hour, d->Minute, d->Second, d->Timezone / 60, cref,
-             fnv1a(text));
+             d->Month, d->Day, d->Hour, d->Minute, d->Second, d->Timezone / 60, cref, fnv1a(text));
     r->ref = xstrdup(ref);
     r->code = from;
     r->text = text;
@@ -1125,9 +1130,10 @@ static void w_scan(struct gm *g)
             g->w_parts[n++] = *p;
         }
     }
-    if (skipped)
-        w_log(g, 1, "%zu unreadable SMS entr%s skipped in the inbox", skipped,
-              skipped > 1 ? "ies" : "y");
+    if (skipped != g->w_skipped) /* say it when it changes, not at every poll */
+        w_log(g, skipped ? 1 : 2, "%zu unreadable SMS entr%s in the inbox (left there)", skipped,
+              skipped == 1 ? "y" : "ies");
+    g->w_skipped = skipped;
     if (more)
         w_log(g, 2, "more than %d SMS parts waiting; the rest at the next poll", GM_MAX_PARTS);
 
@@ -1287,12 +1293,14 @@ static void inbound_done(void *arg, int err, int64_t id)
     free(t);
     if (err == 0) {
         g->received++;
+        g->store_failing = 0;
         g->host->log(g->host->ctx, 3, "inbound SMS stored as %lld; deleting it from the SIM",
                      (long long)id);
     } else {
-        g->host->log(g->host->ctx, 1,
+        g->host->log(g->host->ctx, g->store_failing ? 3 : 1,
                      "inbound SMS not stored (error %d): it stays on the SIM for the next poll",
                      err);
+        g->store_failing = 1;
     }
     push_request(g, rq);
 }
@@ -1335,10 +1343,8 @@ static void deliver(struct gm *g, struct gm_res *r)
     }
     case RES_DLR: {
         if (r->num) {
-            struct prov_dlr d = {.msg_id = 0,
-                                 .provider_ref = r->ref,
-                                 .delivered = r->delivered,
-                                 .detail = r->text};
+            struct prov_dlr d = {
+                .msg_id = 0, .provider_ref = r->ref, .delivered = r->delivered, .detail = r->text};
             g->reports++;
             h->dlr(h->ctx, &d);
         } else {
@@ -1415,8 +1421,8 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------------------ prov_ops */
 
-static int opt_int(const struct prov_conf *c, const char *key, int def, int min, int max,
-                   int *out, char *err, size_t errlen)
+static int opt_int(const struct prov_conf *c, const char *key, int def, int min, int max, int *out,
+                   char *err, size_t errlen)
 {
     const char *v = prov_conf_get(c, key, NULL);
     if (!v) {
@@ -1469,15 +1475,18 @@ static void opts_free(struct gm_opts *o)
 
 static int opts_parse(const struct prov_conf *conf, struct gm_opts *o, char *err, size_t errlen)
 {
-    static const char *const known[] = {"driver",          "rate",
-                                        "concurrency",     "device",
-                                        "connection",      "model",
-                                        "pin",             "poll_interval_ms",
-                                        "send_timeout_ms", "reconnect_max_ms",
-                                        "smsc",            "delivery_reports",
+    static const char *const known[] = {"device",
+                                        "connection",
+                                        "model",
+                                        "pin",
+                                        "poll_interval_ms",
+                                        "send_timeout_ms",
+                                        "reconnect_max_ms",
+                                        "smsc",
+                                        "delivery_reports",
                                         "concat_timeout_ms"};
     for (size_t i = 0; i < conf->n; i++) {
-        int ok = 0;
+        int ok = prov_conf_core_key(conf->keys[i]); /* driver, rate, breaker_*: the core's */
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(conf->keys[i], known[k]) == 0;
         if (!ok) {
@@ -1487,8 +1496,9 @@ static int opts_parse(const struct prov_conf *conf, struct gm_opts *o, char *err
     }
     const char *device = prov_conf_get(conf, "device", NULL);
     if (!device || !*device) {
-        snprintf(err, errlen, "the gammu driver needs 'device' (e.g. /dev/ttyUSB0, or the "
-                              "directory of the dummy phone)");
+        snprintf(err, errlen,
+                 "the gammu driver needs 'device' (e.g. /dev/ttyUSB0, or the "
+                 "directory of the dummy phone)");
         return -1;
     }
     const char *connection = prov_conf_get(conf, "connection", "at");
@@ -1512,10 +1522,8 @@ static int opts_parse(const struct prov_conf *conf, struct gm_opts *o, char *err
         return -1;
     }
     if (opt_int(conf, "poll_interval_ms", 5000, 100, 3600000, &o->poll_ms, err, errlen) ||
-        opt_int(conf, "send_timeout_ms", 30000, 100, 600000, &o->send_timeout_ms, err,
-                errlen) ||
-        opt_int(conf, "reconnect_max_ms", 60000, 100, 3600000, &o->reconnect_max_ms, err,
-                errlen) ||
+        opt_int(conf, "send_timeout_ms", 30000, 100, 600000, &o->send_timeout_ms, err, errlen) ||
+        opt_int(conf, "reconnect_max_ms", 60000, 100, 3600000, &o->reconnect_max_ms, err, errlen) ||
         opt_int(conf, "concat_timeout_ms", 600000, 0, 86400000, &o->concat_timeout_ms, err,
                 errlen) ||
         opt_bool(conf, "delivery_reports", 1, &o->dlr, err, errlen))
@@ -1714,4 +1722,5 @@ const struct prov_ops prov_gammu_ops = {
     .destroy = gm_destroy,
     .send = gm_send,
     .status = gm_status,
+    .ussd = prov_gammu_ussd,
 };

@@ -1,4 +1,5 @@
 /* prov_registry — the table of route drivers, and route option lookup. */
+#include "prov_gammu.h"
 #include "provider.h"
 
 #include <stddef.h>
@@ -7,6 +8,7 @@
 static const struct prov_ops *const drivers[] = {
     &prov_sim_ops,
     &prov_isendpro_ops,
+    &prov_gammu_ops,
 };
 
 const struct prov_ops *prov_find(const char *driver)
