@@ -537,9 +537,14 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
 {
     struct route *r = ctx;
     struct gw_outbox *o = r->o;
-    if (d->msg_id <= 0)
-        return; /* reports keyed on the provider's reference come with the real routes */
-    json_t *row = json_pack("{s:I,s:b}", "id", (json_int_t)d->msg_id, "delivered", d->delivered);
+    json_t *row;
+    if (d->msg_id > 0)
+        row = json_pack("{s:I,s:b}", "id", (json_int_t)d->msg_id, "delivered", d->delivered);
+    else if (d->provider_ref)
+        row = json_pack("{s:s,s:s,s:b}", "route", r->name, "ref", d->provider_ref, "delivered",
+                        d->delivered);
+    else
+        return;
     if (d->detail)
         json_object_set_new(row, "detail", json_string(d->detail));
     json_array_append_new(o->dlr, row);

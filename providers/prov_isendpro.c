@@ -43,6 +43,7 @@
 #include <sys/queue.h>
 
 #define MAX_RESPONSE (256 * 1024)
+#define STOP_MENTION 12 /* characters iSendPro adds for the STOP opt-out mention */
 
 struct isp_msg {
     TAILQ_ENTRY(isp_msg) link;
@@ -356,8 +357,20 @@ static void start_call(struct isp *isp, struct isp_msg **msgs, size_t n)
     add_common(isp, o);
     int maxseg = 1, ucs2 = 0;
     for (size_t i = 0; i < n; i++) {
-        if (msgs[i]->segments > maxseg)
-            maxseg = msgs[i]->segments;
+        int seg = msgs[i]->segments;
+        if (isp->emetteur && !isp->nostop) {
+            /* iSendPro appends its STOP mention (about 12 characters) to texts sent with a
+             * custom sender: count it, or a text near a boundary is refused as too long. */
+            struct prov_text_info ti;
+            if (prov_text_analyse(msgs[i]->text, strlen(msgs[i]->text), &ti) == 0) {
+                size_t units = ti.units + STOP_MENTION;
+                size_t one = ti.encoding == PROV_ENC_GSM7 ? 160 : 70;
+                size_t part = ti.encoding == PROV_ENC_GSM7 ? 153 : 67;
+                seg = units <= one ? 1 : (int)((units + part - 1) / part);
+            }
+        }
+        if (seg > maxseg)
+            maxseg = seg;
         ucs2 |= msgs[i]->ucs2;
     }
     if (c->multi) {

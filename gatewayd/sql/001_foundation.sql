@@ -61,7 +61,8 @@ CREATE TABLE messages (
     idempotency_key  text,
     send_at          timestamptz,
     attempts         int NOT NULL DEFAULT 0,
-    provider_ref     text,
+    provider_ref     text,             -- outbound: the provider's id (not indexed: keeps updates HOT)
+    inbound_ref      text,             -- inbound: the provider's id, for de-duplication
     error_code       text,
     error            text,
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -71,8 +72,8 @@ CREATE UNIQUE INDEX messages_idempotency ON messages (centre_id, idempotency_key
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX messages_centre_newest ON messages (centre_id, id DESC);
 CREATE INDEX messages_centre_phone ON messages (centre_id, phone, id DESC);
-CREATE UNIQUE INDEX messages_inbound_ref ON messages (route, provider_ref)
-    WHERE direction = 'in' AND provider_ref IS NOT NULL;
+CREATE UNIQUE INDEX messages_inbound_ref ON messages (route, inbound_ref)
+    WHERE direction = 'in' AND inbound_ref IS NOT NULL;
 
 -- The outbox queue: one small row per outgoing message that still has to be sent. Finished
 -- messages leave it, so claims never step over history. A claim moves due_at to the end of the
@@ -119,6 +120,10 @@ CREATE TABLE attempts (
     error         text
 );
 CREATE INDEX attempts_message ON attempts (message_id);
+-- Delivery reports that only carry the provider's reference (a modem's 0–255 message
+-- reference) find the latest message accepted with it on that route.
+CREATE INDEX attempts_route_ref ON attempts (route, provider_ref, id)
+    WHERE outcome = 'accepted' AND provider_ref IS NOT NULL;
 
 -- Enqueue a batch of outgoing messages in one statement (one transaction). The first
 -- "queued" state is not written to message_events: it is the message's created_at, and
@@ -328,7 +333,8 @@ BEGIN
 END;
 $$;
 
--- Apply delivery reports keyed on our message id. Input: JSON array of {id, delivered, detail}.
+-- Apply delivery reports. Input: JSON array of {id, delivered, detail}, where a report that
+-- only knows the provider's reference gives {route, ref} instead of id.
 CREATE FUNCTION gw_dlr(batch json)
 RETURNS TABLE (id bigint, centre_id bigint, status text, phone text, segments int, route text,
                error text)
@@ -340,8 +346,16 @@ BEGIN
     -- (at-least-once), never a lost message. Enqueue and inbound stay synchronous.
     PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY
-        WITH input AS MATERIALIZED (
-            SELECT x.* FROM json_to_recordset(batch) AS x(id bigint, delivered boolean, detail text)
+        WITH raw AS (
+            SELECT x.* FROM json_to_recordset(batch)
+                AS x(id bigint, route text, ref text, delivered boolean, detail text)
+        ), input AS MATERIALIZED (
+            SELECT coalesce(r.id, (SELECT a.message_id FROM attempts a
+                                    WHERE a.route = r.route AND a.provider_ref = r.ref
+                                      AND a.outcome = 'accepted'
+                                    ORDER BY a.id DESC LIMIT 1)) AS id,
+                   r.delivered, r.detail
+              FROM raw r
         ), m AS (
             UPDATE messages msg
                SET status = CASE WHEN i.delivered THEN 'delivered' ELSE 'undelivered' END,
@@ -377,16 +391,16 @@ BEGIN
     IF cid IS NULL THEN
         RETURN;
     END IF;
-    INSERT INTO messages (centre_id, direction, phone, body, status, route, provider_ref,
+    INSERT INTO messages (centre_id, direction, phone, body, status, route, inbound_ref,
                           created_at, updated_at, encoding, segments)
     VALUES (cid, 'in', p_phone, p_body, 'received', p_route, p_ref,
             coalesce(p_received, now()), now(), 'gsm7', 1)
-    ON CONFLICT (route, provider_ref) WHERE direction = 'in' AND provider_ref IS NOT NULL
+    ON CONFLICT (route, inbound_ref) WHERE direction = 'in' AND inbound_ref IS NOT NULL
     DO NOTHING
     RETURNING messages.id INTO mid;
     IF mid IS NULL THEN
         RETURN QUERY SELECT m.id, m.centre_id, false FROM messages m
-         WHERE m.route = p_route AND m.provider_ref = p_ref AND m.direction = 'in';
+         WHERE m.route = p_route AND m.inbound_ref = p_ref AND m.direction = 'in';
         RETURN;
     END IF;
     INSERT INTO message_events (message_id, centre_id, status, route)
@@ -411,7 +425,7 @@ RETURNS json LANGUAGE sql STABLE AS $$
                'idempotency_key', m.idempotency_key,
                'send_at', m.send_at,
                'attempt_count', m.attempts,
-               'provider_ref', m.provider_ref,
+               'provider_ref', coalesce(m.provider_ref, m.inbound_ref),
                'last_error', CASE WHEN m.error IS NULL AND m.error_code IS NULL THEN NULL
                                   ELSE json_build_object('code', m.error_code,
                                                          'message', m.error) END,

@@ -1,32 +1,41 @@
 /*
- * isendpro_mock — a stand-in for the iSendPro HTTP API, for tests and the demo.
+ * isendpro_mock — a stand-in for the iSendPro HTTP API, run by the tests and the demo.
  *
- * What it is: a single-threaded libevent (evhttp) server that answers the calls our iSendPro
- * driver makes, at http://HOST:PORT/cgi-bin/... instead of https://apirest.isendpro.com/cgi-bin.
- * It is written only from shared/reference/isendpro.md (what is publicly known of the API).
+ * What it is: a single-threaded libevent (evhttp) server answering at http://HOST:PORT/cgi-bin/
+ * the calls the real service answers at https://apirest.isendpro.com/cgi-bin/. It is written only
+ * from shared/reference/isendpro.md (what is publicly known of the API) and the GSM 03.38 table.
+ * Usage: isendpro_mock --listen HOST:PORT [--keyid KEY]... [--dlr-url URL] [--dlr-delay-ms N]
+ *        [--credit EUROS] [--record FILE] [--stop-len N] [--nostop-lifted]
+ * One line per request on stderr; the keyid is never printed ("keyid=***").
  *
- * What it simulates (as documented publicly):
- *   POST /cgi-bin/sms, /smsmulti, /comptage — field rules (num, sms in GSM 03.38 unless ucs2,
- *     long SMS and smslong, emetteur, tracker, date_envoi/gmt_zone), per-number codes 0 (sent),
- *     11 (blacklisted), 21 (number not assigned), the irregular envelopes seen in the official
- *     examples (etat.etat array or object, integer or string codes, flat etat), HTTP 400 with a
- *     general error (no "tel") for a rejected request;
- *   POST|GET /cgi-bin/credit (credit=1 euros, credit=2 euros + SMS count);
- *   POST /cgi-bin/setlistenoire, /dellistenoire (and the SDK spelling dellisteNoire),
+ * What it simulates (publicly documented behaviour):
+ *   POST /cgi-bin/sms, /smsmulti, /comptage: JSON body whatever the content type (form fields
+ *     too); field rules for num (national 0XXXXXXXXX or international digits without '+'), sms
+ *     (GSM 03.38 default + extension table unless ucs2:"1"; ucs2 refused towards metropolitan
+ *     France), long SMS (160/153, 70/67, at most 6 parts, smslong = max parts or "999"),
+ *     emetteur (4-11 of [0-9A-Z ], not all digits), tracker (< 50 alphanumerics), date_envoi
+ *     ("YYYY-MM-DD hh:mm"), gmt_zone (Europe/Paris is documented as absent from the list);
+ *     per-number codes 0 (sent), 11 (blacklisted), 21 (number not assigned) in an HTTP 200;
+ *     a general error (no "tel") in an HTTP 400; the irregular envelopes of the official
+ *     examples (etat.etat array or single object, integer or string codes, flat etat);
+ *   GET|POST /cgi-bin/credit (credit=1 euros, credit=2 euros + quantite);
+ *   POST /cgi-bin/setlistenoire, /dellistenoire (delListeNoire and the PHP SDK's dellisteNoire),
  *     /getlistenoire (zipped CSV);
- *   the "STOP" mention appended when a custom sender is used (counted in the length), removable
- *     by nostop only once the account restriction is lifted (--nostop-lifted);
- *   delivery reports pushed to a URL with the tracker as a parameter.
+ *   the STOP mention appended when a custom sender is used, counted in the length, removed by
+ *     nostop:"1" only once the account restriction is lifted (--nostop-lifted);
+ *   delivery reports pushed to a configured URL, keyed on the tracker.
  *
- * What is INVENTED (not public; see tests/peers/README.md):
- *   - the general error codes "1".."16" (except 11) and their messages: the real table is not
- *     published. Only 0, 11 and 21 are real codes;
- *   - the delivery report format: GET <dlr-url>?tracker=..&tel=..&status=delivered|undelivered;
+ * What is INVENTED (not public; documented in tests/peers/README.md as mock-only):
+ *   - the general error codes "1".."10", "12".."16" and "99", and every message text: only 0,
+ *     11 and 21 are real codes;
+ *   - the delivery report request: GET <dlr-url>?tracker=..&tel=..&status=delivered|undelivered;
  *   - the price (0.05 EUR per SMS part), the STOP mention length (12, --stop-len), the
- *     getlistenoire CSV layout (one number per line in listenoire.csv), the "tel" echoed in
- *     answers (always the international form, 33...), comptage's integer counters;
- *   - everything under /_mock/ (test control: fault modes, envelope shapes, lists, records).
- * /campagne and /hlr exist in the real API but their answers are undocumented: 501 here.
+ *     getlistenoire CSV layout (listenoire.csv, one number per line), the "tel" echoed in
+ *     answers (always international: 0612345678 -> 33612345678), comptage's integer counters,
+ *     the accepted gmt_zone names (any Area/City-like name except Europe/Paris);
+ *   - everything under /_mock/ (test control: fault modes, envelope shapes, number lists, credit,
+ *     keys, records of requests, sends and delivery reports).
+ * /cgi-bin/campagne and /cgi-bin/hlr exist but their answers are undocumented: 501 here.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -263,11 +272,11 @@ static int utf8_valid(const char *s, size_t n)
  */
 static int gsm_weight(uint32_t c)
 {
-    static const uint16_t basic[] = {
-        0x00A1, 0x00A3, 0x00A4, 0x00A5, 0x00A7, 0x00BF, 0x00C4, 0x00C5, 0x00C6, 0x00C7,
-        0x00C9, 0x00D1, 0x00D6, 0x00D8, 0x00DC, 0x00DF, 0x00E0, 0x00E4, 0x00E5, 0x00E6,
-        0x00E8, 0x00E9, 0x00EC, 0x00F1, 0x00F2, 0x00F6, 0x00F8, 0x00F9, 0x00FC, 0x0393,
-        0x0394, 0x0398, 0x039B, 0x039E, 0x03A0, 0x03A3, 0x03A6, 0x03A8, 0x03A9};
+    static const uint16_t basic[] = {0x00A1, 0x00A3, 0x00A4, 0x00A5, 0x00A7, 0x00BF, 0x00C4, 0x00C5,
+                                     0x00C6, 0x00C7, 0x00C9, 0x00D1, 0x00D6, 0x00D8, 0x00DC, 0x00DF,
+                                     0x00E0, 0x00E4, 0x00E5, 0x00E6, 0x00E8, 0x00E9, 0x00EC, 0x00F1,
+                                     0x00F2, 0x00F6, 0x00F8, 0x00F9, 0x00FC, 0x0393, 0x0394, 0x0398,
+                                     0x039B, 0x039E, 0x03A0, 0x03A3, 0x03A6, 0x03A8, 0x03A9};
     if (c == 0x0A || c == 0x0D)
         return 1;
     if ((c >= 0x20 && c <= 0x5A) || c == 0x5F || (c >= 0x61 && c <= 0x7A))
@@ -349,6 +358,8 @@ static int normalize_num(const char *in, char out[TEL_MAX])
     }
     if (n < 8)
         return -1;
+    if (in[0] == '3' && in[1] == '3' && (n != 11 || in[2] == '0'))
+        return -1; /* France: 33 + 9 digits */
     snprintf(out, TEL_MAX, "%s", in);
     return 0;
 }
@@ -689,8 +700,7 @@ static void send_raw(struct evhttp_request *req, int status, const char *ctype, 
 static void send_json(struct evhttp_request *req, int status, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT);
-    send_raw(req, status, "application/json; charset=utf-8", s ? s : "null",
-             s ? strlen(s) : 4);
+    send_raw(req, status, "application/json; charset=utf-8", s ? s : "null", s ? strlen(s) : 4);
     free(s);
 }
 
@@ -732,7 +742,8 @@ static json_t *envelope(json_t *elems)
         json_array_foreach(elems, i, e)
         {
             json_t *c = json_object_get(e, "code");
-            if (json_is_integer(c) && ((M.shape & SHAPE_STRCODES) || (one && (M.shape & SHAPE_FLAT)))) {
+            if (json_is_integer(c) &&
+                ((M.shape & SHAPE_STRCODES) || (one && (M.shape & SHAPE_FLAT)))) {
                 char buf[32];
                 snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(c));
                 json_object_set_new(e, "code", json_string(buf));
@@ -846,8 +857,7 @@ static void dlr_timer_cb(evutil_socket_t fd, short what, void *arg)
     evbuffer_add_printf(u, "%s?", path && *path ? path : "/");
     if (query && *query)
         evbuffer_add_printf(u, "%s&", query);
-    evbuffer_add_printf(u, "tracker=%s&tel=%s&status=%s", et ? et : "", en ? en : "",
-                        es ? es : "");
+    evbuffer_add_printf(u, "tracker=%s&tel=%s&status=%s", et ? et : "", en ? en : "", es ? es : "");
     evbuffer_add(u, "", 1);
     const char *target = (const char *)evbuffer_pullup(u, -1);
     char hosthdr[300];
@@ -859,6 +869,7 @@ static void dlr_timer_cb(evutil_socket_t fd, short what, void *arg)
     now_iso(ts, sizeof ts);
     json_object_set_new(j->rec, "sent_at", json_string(ts));
     json_object_set_new(j->rec, "target", json_string(target));
+    json_object_set_new(j->rec, "state", json_string("in_flight"));
 
     j->stage = 1;
     j->err = -1;
@@ -891,11 +902,11 @@ static void dlr_schedule(const char *tracker, const char *tel, int undeliverable
     struct dlr_job *j = calloc(1, sizeof *j);
     if (!j)
         return;
-    j->rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:b, s:n}", "id",
-                       (json_int_t)++M.dlr_seq, "tracker", tracker, "tel", tel, "status",
-                       undeliverable ? "undelivered" : "delivered", "url", M.dlr_url,
-                       "scheduled_at", ts, "state", "pending", "http_status", "accepted", 0,
-                       "error");
+    j->rec =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:b, s:n}", "id",
+                  (json_int_t)++M.dlr_seq, "tracker", tracker, "tel", tel, "status",
+                  undeliverable ? "undelivered" : "delivered", "url", M.dlr_url, "scheduled_at", ts,
+                  "state", "pending", "http_status", "accepted", 0, "error");
     j->ev = evtimer_new(M.base, dlr_timer_cb, j);
     if (!j->rec || !j->ev) {
         json_decref(j->rec);
@@ -1125,9 +1136,9 @@ static json_t *api_send(json_t *f, enum send_kind kind, int *status)
     if (kind == K_COUNT) {
         json_t *elems = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(elems, json_pack("{s:i, s:i, s:s}", "nb_caractere",
-                                                   t[i].cnt.chars, "nb_sms", t[i].cnt.parts,
-                                                   "tel", t[i].tel));
+            json_array_append_new(elems,
+                                  json_pack("{s:i, s:i, s:s}", "nb_caractere", t[i].cnt.chars,
+                                            "nb_sms", t[i].cnt.parts, "tel", t[i].tel));
         *status = 200;
         res = envelope(elems);
         goto out;
@@ -1148,10 +1159,9 @@ static json_t *api_send(json_t *f, enum send_kind kind, int *status)
     }
     for (size_t i = 0; i < n; i++) {
         if (t[i].cnt.parts > 6 || t[i].cnt.parts > maxparts) {
-            snprintf(msg, sizeof msg,
-                     "Message trop long : %d caractères, %d SMS, smslong autorise %d%s",
-                     t[i].cnt.chars, t[i].cnt.parts, maxparts,
-                     stop ? " (mention STOP comprise)" : "");
+            snprintf(
+                msg, sizeof msg, "Message trop long : %d caractères, %d SMS, smslong autorise %d%s",
+                t[i].cnt.chars, t[i].cnt.parts, maxparts, stop ? " (mention STOP comprise)" : "");
             res = general_error("6", msg);
             goto out;
         }
@@ -1192,8 +1202,8 @@ static json_t *api_send(json_t *f, enum send_kind kind, int *status)
         }
         char parts[16];
         snprintf(parts, sizeof parts, "%d", t[i].cnt.parts);
-        json_array_append_new(elems, json_pack("{s:i, s:s, s:s, s:s}", "code", 0, "tel",
-                                               t[i].tel, "message", "OK", "smslong", parts));
+        json_array_append_new(elems, json_pack("{s:i, s:s, s:s, s:s}", "code", 0, "tel", t[i].tel,
+                                               "message", "OK", "smslong", parts));
         json_t *rec = json_pack(
             "{s:I, s:s, s:s, s:s, s:s, s:s?, s:i, s:i, s:b, s:b, s:s?, s:s?, s:s, s:s}", "id",
             (json_int_t)++M.sent_seq, "num", t[i].tel, "num_sent", nums[i], "sms", t[i].text,
@@ -1422,8 +1432,7 @@ static void held_watch_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        logline("client closed a held connection (%s)",
-                h->kind == HOLD_SLOW ? "slow" : "timeout");
+        logline("client closed a held connection (%s)", h->kind == HOLD_SLOW ? "slow" : "timeout");
         held_drop(h, 0);
         return;
     }
@@ -1521,10 +1530,9 @@ static void api_request(struct evhttp_request *req, const char *path)
     }
 
     const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s?, s:o, s:b, s:s}", "seq",
-                            (json_int_t)++M.seq, "at", ts, "method", method_name(m), "path",
-                            path, "content_type", ctype, "fields",
-                            fields ? redact(fields) : json_object(), "keyid_ok",
+    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s?, s:o, s:b, s:s}", "seq", (json_int_t)++M.seq,
+                            "at", ts, "method", method_name(m), "path", path, "content_type", ctype,
+                            "fields", fields ? redact(fields) : json_object(), "keyid_ok",
                             fields ? keyid_ok(fields) : 0, "fault", fault_names[fault]);
     if (!rec) {
         json_decref(fields);
@@ -1670,9 +1678,9 @@ static const char *shape_name(char *buf, size_t n)
     snprintf(buf, n, "%s%s%s%s", M.shape == 0 ? "array" : "",
              (M.shape & SHAPE_OBJECT) ? "object" : "",
              (M.shape & SHAPE_FLAT) ? ((M.shape & SHAPE_OBJECT) ? ",flat" : "flat") : "",
-             (M.shape & SHAPE_STRCODES) ? ((M.shape & (SHAPE_OBJECT | SHAPE_FLAT)) ? ",string_codes"
-                                                                                   : "string_codes")
-                                        : "");
+             (M.shape & SHAPE_STRCODES)
+                 ? ((M.shape & (SHAPE_OBJECT | SHAPE_FLAT)) ? ",string_codes" : "string_codes")
+                 : "");
     return buf;
 }
 
@@ -1684,15 +1692,17 @@ static json_t *state_json(void)
                      "s:I, s:I, s:I, s:s}",
                      "mode", fault_names[M.mode], "delay_ms", (json_int_t)M.delay_ms, "count",
                      (json_int_t)M.remaining, "process",
-                     M.process < 0 ? "default" : M.process ? "yes" : "no", "shape",
-                     shape_name(sh, sizeof sh), "blacklist", set_to_array(M.blacklist),
+                     M.process < 0 ? "default"
+                     : M.process   ? "yes"
+                                   : "no",
+                     "shape", shape_name(sh, sizeof sh), "blacklist", set_to_array(M.blacklist),
                      "unassigned", set_to_array(M.unassigned), "undeliverable",
-                     set_to_array(M.undeliverable), "keyids",
-                     (json_int_t)json_object_size(M.keys), "dlr_url", M.dlr_url, "dlr_delay_ms",
-                     (json_int_t)M.dlr_delay_ms, "stop_len", M.stop_len, "nostop_lifted",
-                     M.nostop_lifted, "held", (json_int_t)M.nheld, "dlr_jobs",
-                     (json_int_t)M.njobs, "requests", (json_int_t)json_array_size(M.requests),
-                     "sent", (json_int_t)json_array_size(M.sent), "credit", cr);
+                     set_to_array(M.undeliverable), "keyids", (json_int_t)json_object_size(M.keys),
+                     "dlr_url", M.dlr_url, "dlr_delay_ms", (json_int_t)M.dlr_delay_ms, "stop_len",
+                     M.stop_len, "nostop_lifted", M.nostop_lifted, "held", (json_int_t)M.nheld,
+                     "dlr_jobs", (json_int_t)M.njobs, "requests",
+                     (json_int_t)json_array_size(M.requests), "sent",
+                     (json_int_t)json_array_size(M.sent), "credit", cr);
 }
 
 static int ctl_bad(struct evhttp_request *req, const char *msg)
@@ -1719,8 +1729,7 @@ static int ctl_mode(struct evhttp_request *req, json_t *b)
     if (!jm && !js)
         return ctl_bad(req, "expected \"mode\" and/or \"shape\"");
     if ((jd && !json_is_integer(jd)) || (jc && !json_is_integer(jc)) ||
-        (jp && !json_is_boolean(jp)) || (jm && !json_is_string(jm)) ||
-        (js && !json_is_string(js)))
+        (jp && !json_is_boolean(jp)) || (jm && !json_is_string(jm)) || (js && !json_is_string(js)))
         return ctl_bad(req, "mode/shape are strings, delay_ms/count integers, process boolean");
     unsigned shape = M.shape;
     if (js) {
@@ -1820,8 +1829,8 @@ static int ctl_account(struct evhttp_request *req, json_t *b)
 {
     json_t *sl = json_object_get(b, "stop_len"), *nl = json_object_get(b, "nostop_lifted");
     json_t *du = json_object_get(b, "dlr_url"), *dd = json_object_get(b, "dlr_delay_ms");
-    if ((sl && (!json_is_integer(sl) || json_integer_value(sl) < 0 ||
-                json_integer_value(sl) > 100)) ||
+    if ((sl &&
+         (!json_is_integer(sl) || json_integer_value(sl) < 0 || json_integer_value(sl) > 100)) ||
         (nl && !json_is_boolean(nl)) || (du && !json_is_string(du) && !json_is_null(du)) ||
         (dd && (!json_is_integer(dd) || json_integer_value(dd) < 0)))
         return ctl_bad(req, "stop_len 0..100, nostop_lifted boolean, dlr_url string|null, "
@@ -2049,7 +2058,8 @@ int main(int argc, char **argv)
     evhttp_set_max_body_size(M.http, MAX_BODY);
     evhttp_set_timeout(M.http, 600);
     evhttp_set_gencb(M.http, on_request, NULL);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(M.http, host, (ev_uint16_t)port);
+    struct evhttp_bound_socket *bs =
+        evhttp_bind_socket_with_handle(M.http, host, (ev_uint16_t)port);
     if (!bs) {
         fprintf(stderr, "isendpro_mock: cannot listen on %s\n", listen);
         return 1;
@@ -2068,9 +2078,9 @@ int main(int argc, char **argv)
     struct event *sigterm = evsignal_new(M.base, SIGTERM, on_signal, NULL);
     event_add(sigint, NULL);
     event_add(sigterm, NULL);
-    logline("listening on http://%s:%d (keyids: %zu, credit %lld.%02lld EUR, dlr %s)", host,
-            bound, json_object_size(M.cli_keys), M.cli_credit_cents / 100,
-            M.cli_credit_cents % 100, M.cli_dlr_url ? M.cli_dlr_url : "off");
+    logline("listening on http://%s:%d (keyids: %zu, credit %lld.%02lld EUR, dlr %s)", host, bound,
+            json_object_size(M.cli_keys), M.cli_credit_cents / 100, M.cli_credit_cents % 100,
+            M.cli_dlr_url ? M.cli_dlr_url : "off");
 
     event_base_dispatch(M.base);
 

@@ -189,7 +189,7 @@ for e in 'MAIRIE 75' ABCD 1234567890A; do
     expect "emetteur '$e' accepted" 's == 200'
 done
 
-for n in +33612345678 '06 12 34 56 78' 0612 00612345678 33abc; do
+for n in +33612345678 '06 12 34 56 78' 0612 00612345678 33abc 3361234567 336123456789; do
     sms "$(body "{\"num\":\"$n\",\"sms\":\"x\"}")"
     expect "num '$n' rejected: code 10" 's == 400 and first(j)["code"] == "10"'
 done
@@ -404,6 +404,18 @@ expect "slow: answered after delay_ms" 's == 200 and first(j)["code"] == 0 and e
 sms "$(body '{"num":"0612345678","sms":"x"}')"
 expect "count 1: next request is normal again" 's == 200 and elapsed < 0.5'
 
+ctl mode '{"mode":"slow","delay_ms":3000}'
+call POST /cgi-bin/sms --max-time 0.5 -H 'Content-Type: application/json' --data-binary "$(body '{"num":"0612345678","sms":"slow2"}')"
+expect "slow: a client giving up first gets nothing (curl exit 28)" 'rc == 28'
+eventually /_mock/state "slow: the held connection is released when the client hangs up" 's == 200 and j["held"] == 0'
+call GET /_mock/sent
+expect "slow: the request was processed anyway" 's == 200 and j[-1]["sms"] == "slow2"'
+ctl mode '{"mode":"timeout","count":1}'
+call POST /cgi-bin/sms --max-time 0.5 -H 'Content-Type: application/json' --data-binary "$(body '{"num":"0612345678","sms":"t1"}')"
+expect "timeout count 1: no answer" 'rc == 28'
+sms "$(body '{"num":"0612345678","sms":"x"}')"
+expect "timeout count 1: then normal" 's == 200'
+
 ctl mode '{"mode":"error500","count":2}'
 call GET /_mock/state
 SENT_BEFORE=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["sent"])' "$TMP/body")
@@ -487,12 +499,16 @@ expect "--record file: JSON lines, no key" \
 
 # ---- keyid control and reset -----------------------------------------------------------------
 
+ctl account '{"dlr_delay_ms": 60000}'
+sms "$(body '{"num":"0612345678","sms":"later","tracker":"LATER1"}')"
+call GET /_mock/state
+expect "a delivery report is pending" 's == 200 and j["dlr_jobs"] >= 1'
 ctl keyid '{"keyid":"ADDEDKEY"}'
 sms '{"keyid":"ADDEDKEY","num":"0612345678","sms":"x"}'
 expect "/_mock/keyid adds an accepted key" 's == 200'
 ctl mode '{"mode":"error500","shape":"flat"}'
 ctl reset '{}'
-expect "/_mock/reset" 's == 200 and j["mode"] == "normal" and j["shape"] == "array" and j["blacklist"] == [] and j["credit"] == "5.00" and j["requests"] == 0 and j["sent"] == 0 and j["dlr_url"] == "http://127.0.0.1:%s/dlr?src=mock" % '"$DLR_PORT"
+expect "/_mock/reset" 's == 200 and j["dlr_jobs"] == 0 and j["dlr_delay_ms"] == 100 and j["mode"] == "normal" and j["shape"] == "array" and j["blacklist"] == [] and j["credit"] == "5.00" and j["requests"] == 0 and j["sent"] == 0 and j["dlr_url"] == "http://127.0.0.1:%s/dlr?src=mock" % '"$DLR_PORT"
 sms '{"keyid":"ADDEDKEY","num":"0612345678","sms":"x"}'
 expect "after reset the added key is gone" 's == 400 and first(j)["code"] == "1"'
 sms "$(body '{"num":"0611111111","sms":"x"}')"
@@ -504,6 +520,8 @@ expect "after reset /_mock/requests only has the new requests" 's == 200 and len
 
 # ---- shutdown --------------------------------------------------------------------------------
 
+ctl account '{"dlr_delay_ms": 60000}'
+sms "$(body '{"num":"0612345678","sms":"pending at exit"}')"
 ctl mode '{"mode":"timeout"}'
 curl -sS -m 5 -o /dev/null -H 'Content-Type: application/json' \
     --data-binary "$(body '{"num":"0612345678","sms":"held at exit"}')" "$BASE/cgi-bin/sms" 2>/dev/null &
@@ -516,7 +534,7 @@ MOCK_PID=
 wait "$CURL_BG" 2>/dev/null
 STATUS=200
 echo "$RC" >"$TMP/body"
-expect "SIGTERM with a held request: clean exit 0 (no leak reported under ASan)" 'b.strip() == "0"'
+expect "SIGTERM with a held request and a pending report: clean exit 0 (no leak reported under ASan)" 'b.strip() == "0"'
 
 echo "# $PASSED passed, $FAILED failed"
 if [ "$FAILED" -ne 0 ]; then
