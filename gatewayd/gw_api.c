@@ -25,6 +25,7 @@ struct phone_entry {
     char in[40];
     char e164[24];
     int status;
+    int used; /* a zeroed slot is not a cached "" */
 };
 
 struct gw_api {
@@ -38,13 +39,14 @@ struct gw_api {
 static int normalize_phone(struct gw_api *api, const char *in, char *out, size_t outlen)
 {
     size_t n = strlen(in);
-    if (n >= sizeof api->phones[0].in)
+    if (n == 0 || n >= sizeof api->phones[0].in)
         return prov_phone_normalize(in, api->cfg->default_region, out, outlen);
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)in[i]) * 16777619u;
     struct phone_entry *e = &api->phones[h % PHONE_CACHE];
-    if (strcmp(e->in, in) != 0) {
+    if (!e->used || strcmp(e->in, in) != 0) {
+        e->used = 1;
         e->status = prov_phone_normalize(in, api->cfg->default_region, e->e164, sizeof e->e164);
         memcpy(e->in, in, n + 1);
     }

@@ -118,7 +118,7 @@ struct gw_outbox {
     void (*drained)(void *);
     void *drained_arg;
 
-    int64_t started_s; /* wall clock at creation: "before this run" for resume */
+    int64_t started_ms; /* wall clock at creation: "before this run" for resume */
     uint64_t transitions[10];
     uint64_t enq_batches, enq_nrows, write_batches, write_rows;
     uint64_t inbound_received, inbound_duplicates;
@@ -338,7 +338,11 @@ static void writer_done(void *arg, PGresult *res, const char *err)
         evtimer_add(o->ev_write_retry, &tv);
         return;
     }
-    o->write_failures = 0;
+    if (o->write_failures > 0) {
+        o->write_failures = 0;
+        for (size_t i = 0; i < o->nroutes; i++) /* claims paused while the backlog waited */
+            route_kick(&o->routes[i]);
+    }
     int rows = PQntuples(res);
     for (int r = 0; r < rows; r++) {
         int64_t id = 0, centre = 0, seg = 1;
@@ -717,6 +721,10 @@ static void route_claim(struct route *r)
     struct gw_outbox *o = r->o;
     if (r->claiming || o->draining || !gw_db_up(o->db) || r->driver_down)
         return;
+    /* Outcomes we could not write yet (the database was away) may be of messages whose lease
+     * has expired meanwhile: claiming before they are written would send those again. */
+    if (o->write_failures > 0)
+        return;
     int limit = r->concurrency - r->in_flight;
     if (r->breaker == BR_OPEN) {
         if (gw_now_ms() < r->open_until_ms)
@@ -844,7 +852,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
     o->base = base;
     o->db = db;
     o->cfg = cfg;
-    o->started_s = gw_wall_ms() / 1000;
+    o->started_ms = gw_wall_ms();
     o->enq_rows = json_array();
     o->rec = json_array();
     o->dlr = json_array();
@@ -920,14 +928,14 @@ static void resume_routes(struct gw_outbox *o)
         if (!r->ops->resume || r->resumed)
             continue;
         char since[32];
-        gw_format_rfc3339(o->started_s, since, sizeof since);
+        snprintf(since, sizeof since, "%lld", (long long)o->started_ms);
         const char *p[3] = {r->name, o->cfg->node_id, since};
         if (gw_db_query(o->db,
                         "SELECT m.id, m.provider_ref FROM messages m"
                         " WHERE m.route = $1 AND m.status = 'sent' AND m.direction = 'out'"
                         "   AND EXISTS (SELECT 1 FROM attempts a WHERE a.message_id = m.id"
                         "                  AND a.outcome = 'accepted' AND a.node = $2"
-                        "                  AND a.finished_at < $3::timestamptz)",
+                        "                  AND a.finished_at < to_timestamp($3::bigint / 1000.0))",
                         3, p, resume_done, r) == GW_OK)
             r->resumed = 1;
     }

@@ -290,16 +290,18 @@ BEGIN
         ), del AS (
             DELETE FROM outbox_queue oq USING input i
              WHERE oq.message_id = i.id AND oq.lease_token = i.token AND NOT i.retry
-            RETURNING oq.message_id
+            RETURNING oq.message_id, i.token
         ), req AS (
             UPDATE outbox_queue oq
                SET due_at = now() + i.delay_ms * interval '1 millisecond',
                    lease_node = NULL, lease_token = NULL
               FROM input i
              WHERE oq.message_id = i.id AND oq.lease_token = i.token AND i.retry
-            RETURNING oq.message_id
+            RETURNING oq.message_id, i.token
         ), owned AS (
-            SELECT message_id FROM del UNION ALL SELECT message_id FROM req
+            -- (id, token) pairs: an outcome under an expired token in the same batch as the
+            -- current one must not ride on the current one's ownership
+            SELECT message_id, token FROM del UNION ALL SELECT message_id, token FROM req
         ), m AS (
             UPDATE messages msg
                SET status = CASE WHEN msg.status IN ('delivered', 'undelivered') THEN msg.status
@@ -308,7 +310,7 @@ BEGIN
                                  ELSE 'failed' END,
                    provider_ref = coalesce(i.provider_ref, msg.provider_ref),
                    error_code = i.error_code, error = i.error, updated_at = now()
-              FROM input i JOIN owned o ON o.message_id = i.id
+              FROM input i JOIN owned o ON o.message_id = i.id AND o.token = i.token
              WHERE msg.id = i.id
             RETURNING msg.id, msg.centre_id, msg.status, msg.route, msg.phone, msg.segments,
                       msg.error
@@ -317,14 +319,16 @@ BEGIN
                                   error_code, error)
             SELECT i.id, i.route, i.node, to_timestamp(i.started_ms / 1000.0), i.outcome,
                    i.provider_ref, i.error_code, i.error
-              FROM input i JOIN owned o ON o.message_id = i.id
+              FROM input i JOIN owned o ON o.message_id = i.id AND o.token = i.token
         ), ev AS (
             INSERT INTO message_events (message_id, centre_id, status, route, detail)
-            SELECT m.id, m.centre_id, m.status, m.route, i.error FROM m JOIN input i ON i.id = m.id
+            SELECT m.id, m.centre_id, m.status, m.route, i.error
+              FROM m JOIN input i ON i.id = m.id JOIN owned o ON o.message_id = i.id AND o.token = i.token
         ), stop AS (
             -- the provider says the number is on its blacklist: the resident opted out there
             INSERT INTO contacts (centre_id, phone, opted_out_at)
-            SELECT m.centre_id, m.phone, now() FROM m JOIN input i ON i.id = m.id
+            SELECT m.centre_id, m.phone, now()
+              FROM m JOIN input i ON i.id = m.id JOIN owned o ON o.message_id = i.id AND o.token = i.token
              WHERE i.optout
             ON CONFLICT (centre_id, phone)
             DO UPDATE SET opted_out_at = coalesce(contacts.opted_out_at, now())

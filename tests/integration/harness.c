@@ -35,6 +35,7 @@ static struct {
     } dbs[MAX_TRACKED];
     int ndbs;
     int files; /* counter for unique file names */
+    char *ctl_err; /* stderr of the last gatewayctl run */
 } H;
 
 /* ------------------------------------------------------------------ small things */
@@ -406,6 +407,8 @@ int h_finish(int failures)
             fprintf(stderr, "%s database %s", i ? "," : " and the", H.dbs[i].name);
         fputc('\n', stderr);
     }
+    free(H.ctl_err);
+    H.ctl_err = NULL;
     curl_global_cleanup();
     return failures;
 }
@@ -916,43 +919,71 @@ int h_daemon_alive(struct h_daemon *d)
     return 0;
 }
 
-void h_daemon_check_log(struct h_daemon *d)
+/* The first sanitizer report marker in d's log, or NULL. */
+static const char *sanitizer_report(struct h_daemon *d)
 {
-    char *all = h_read_file(d->log);
-    if (!all)
-        return;
     static const char *const bad[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                                       "runtime error:", "UndefinedBehaviorSanitizer",
                                       "AddressSanitizer:DEADLYSIGNAL"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (strstr(all, bad[i])) {
-            free(all);
-            h_fail("%s: its log holds a sanitizer report ('%s'); see %s", d->name, bad[i],
-                   d->log);
-        }
-    }
+    char *all = h_read_file(d->log);
+    const char *found = NULL;
+    for (size_t i = 0; all && !found && i < sizeof bad / sizeof bad[0]; i++)
+        if (strstr(all, bad[i]))
+            found = bad[i];
     free(all);
+    return found;
 }
 
-void h_daemon_stop(struct h_daemon *d)
+void h_daemon_check_log(struct h_daemon *d)
 {
-    H_ASSERT(d->pid > 0, "%s is not running: it cannot be stopped cleanly", d->name);
+    const char *bad = sanitizer_report(d);
+    if (bad)
+        h_fail("%s: its log holds a sanitizer report ('%s'); see %s", d->name, bad, d->log);
+}
+
+/* Stops d; returns NULL after a clean exit, else what went wrong (malloc'ed). */
+static char *daemon_stop(struct h_daemon *d)
+{
+    if (d->pid <= 0)
+        return h_printf("%s is not running: it cannot be stopped cleanly", d->name);
     pid_t pid = d->pid;
     log_note(d, "SIGTERM to pid %d", (int)pid);
-    H_ASSERT(kill(pid, SIGTERM) == 0, "kill(%d, SIGTERM): %s", (int)pid, strerror(errno));
+    if (kill(pid, SIGTERM) != 0)
+        return h_printf("kill(%d, SIGTERM): %s", (int)pid, strerror(errno));
     int rc = h_wait(pid, 30);
     if (rc == -1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         d->pid = 0;
-        h_fail("%s did not exit within 30 s of SIGTERM (killed)", d->name);
+        return h_printf("%s did not exit within 30 s of SIGTERM (killed)", d->name);
     }
     d->pid = 0;
     log_note(d, "pid %d exited with status %d", (int)pid, rc);
     if (rc != 0)
-        h_fail("%s: expected a clean shutdown (exit status 0) after SIGTERM, got %d%s", d->name,
-               rc, rc == 23 ? " (23 = LeakSanitizer found leaks)" : "");
-    h_daemon_check_log(d);
+        return h_printf("%s: expected a clean shutdown (exit status 0) after SIGTERM, got %d%s",
+                        d->name, rc, rc == 23 ? " (23 = LeakSanitizer found leaks)" : "");
+    const char *bad = sanitizer_report(d);
+    if (bad)
+        return h_printf("%s: its log holds a sanitizer report ('%s'); see %s", d->name, bad,
+                        d->log);
+    return NULL;
+}
+
+void h_daemon_stop(struct h_daemon *d)
+{
+    char *err = daemon_stop(d);
+    if (err)
+        h_fail("%s", err);
+}
+
+void h_daemon_stop_check(struct h_daemon *d, struct h_checks *c)
+{
+    char *err = daemon_stop(d);
+    if (err && d->starts > 0)
+        h_daemon_print_tail(d, TAIL_LINES);
+    h_check(c, err == NULL, "%s stops cleanly on SIGTERM (exit status 0, no sanitizer report)%s%s",
+            d->name, err ? ": " : "", err ? err : "");
+    free(err);
 }
 
 void h_daemon_kill9(struct h_daemon *d)
@@ -1003,13 +1034,11 @@ int h_ctl(const char *config, char **out, ...)
     size_t len = strlen(o);
     while (len && (o[len - 1] == '\n' || o[len - 1] == '\r'))
         o[--len] = '\0';
-    if (rc != 0) {
-        fprintf(stderr, "[%s] gatewayctl", H.name);
-        for (int i = 3; i < n; i++)
-            fprintf(stderr, " %s", argv[i]);
-        fprintf(stderr, " exited with %d; stderr: %s\n", rc, e);
-    }
-    free(e);
+    len = strlen(e);
+    while (len && (e[len - 1] == '\n' || e[len - 1] == '\r'))
+        e[--len] = '\0';
+    free(H.ctl_err);
+    H.ctl_err = e;
     if (out)
         *out = o;
     else
@@ -1017,11 +1046,17 @@ int h_ctl(const char *config, char **out, ...)
     return rc;
 }
 
+const char *h_ctl_stderr(void)
+{
+    return H.ctl_err ? H.ctl_err : "";
+}
+
 long long h_centre_create(const char *config, const char *name)
 {
     char *out = NULL;
     int rc = h_ctl(config, &out, "centre", "create", name, "--route", "sim", NULL);
-    H_ASSERT(rc == 0, "gatewayctl centre create %s --route sim failed (exit %d)", name, rc);
+    H_ASSERT(rc == 0, "gatewayctl centre create %s --route sim failed (exit %d): %s", name, rc,
+             h_ctl_stderr());
     char *end;
     long long id = strtoll(out, &end, 10);
     H_ASSERT(end != out && *end == '\0' && id > 0,
@@ -1034,7 +1069,8 @@ char *h_key_create(const char *config, const char *centre)
 {
     char *out = NULL;
     int rc = h_ctl(config, &out, "key", "create", centre, NULL);
-    H_ASSERT(rc == 0, "gatewayctl key create %s failed (exit %d)", centre, rc);
+    H_ASSERT(rc == 0, "gatewayctl key create %s failed (exit %d): %s", centre, rc,
+             h_ctl_stderr());
     H_ASSERT(strncmp(out, "psk_", 4) == 0 && strlen(out) == 49,
              "gatewayctl key create printed '%s', expected a psk_… key", out);
     return out;

@@ -165,6 +165,8 @@ struct h_daemon *h_daemon_start(const char *name, const char *config, int port);
 void h_daemon_restart(struct h_daemon *d);
 /* SIGTERM, wait up to 30 s, assert a clean exit (status 0) and no sanitizer report. */
 void h_daemon_stop(struct h_daemon *d);
+/* The same, recorded as a check instead of failing at once. */
+void h_daemon_stop_check(struct h_daemon *d, struct h_checks *c);
 /* SIGKILL and reap. */
 void h_daemon_kill9(struct h_daemon *d);
 /* 1 while the process runs; 0 once it exited (it is reaped and what happened is logged). */
@@ -179,6 +181,8 @@ void h_daemon_free(struct h_daemon *d); /* kills it if still running */
 /* gatewayctl --config config ARGS… (NULL-terminated); returns the exit status, stdout in *out
  * (malloc'ed, trailing newline removed) when out is not NULL. */
 int h_ctl(const char *config, char **out, ...) __attribute__((sentinel));
+/* stderr of the last h_ctl run (trailing newline removed). */
+const char *h_ctl_stderr(void);
 /* centre create NAME --route sim; returns the centre id. */
 long long h_centre_create(const char *config, const char *name);
 /* key create CENTRE; returns the key (malloc'ed). */

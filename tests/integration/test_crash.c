@@ -145,9 +145,9 @@ static void test_kill9_under_load(void **state)
     h_check(&ck, queue == 0, "outbox_queue empty: %lld rows", queue);
     h_check(&ck, reclaimed > 0,
             "some messages claimed twice (the kill hit in-flight work): %lld", reclaimed);
+    h_daemon_stop_check(d, &ck);
     h_checks_done(&ck, "crash recovery");
 
-    h_daemon_stop(d);
     h_daemon_free(d);
     h_loadgen_free(lg);
     free(at_kill);

@@ -6,9 +6,10 @@
  * must say 503 {"db": "down"}, the API must answer 503 database_unavailable, the process
  * must stay up; PostgreSQL is started again; /healthz must come back to 200, a second batch
  * is sent, and every message that got a 202 must end delivered — with exactly one row per
- * 202 and one recorded accepted attempt per message. The route is slow (500 ms), so part of
- * the first batch is still with the route, or its outcome not yet written, when the database
- * goes away, and the outage (8 s) outlasts lease_seconds (5 s). How many sends the simulator accepted is printed: a message whose lease expired
+ * 202 and one recorded accepted attempt per message. The route is slow (0.1 to 2.1 s), so
+ * part of the first batch is still with the route when the database goes away, and the outage
+ * (8 s) outlasts lease_seconds (5 s): those messages are claimed again afterwards while the
+ * daemon still holds their first outcomes, which the lease token must fence. How many sends the simulator accepted is printed: a message whose lease expired
  * during the outage may be handed to the route again (at-least-once), which is not asserted.
  */
 #include "harness.h"
@@ -95,11 +96,13 @@ static void test_database_outage(void **state)
     struct h_pg *pg = h_pg_new();
     conninfo = h_db_create(pg->conninfo, "outage", NULL);
     int port = h_free_port();
-    /* a slow route, so that part of the first batch is still with the route (or its outcome
-     * not yet written) when the database goes away */
+    /* a slow route with spread-out answers (0.1 to 2.1 s), so that much of the first batch is
+     * still with the route when the database goes away and its outcomes arrive during the
+     * outage, and so that after it the daemon holds old and new outcomes at the same time */
     struct h_config c = {.port = port,
                          .conninfo = conninfo,
-                         .route_sim = "latency_ms = 500\ndlr_delay_ms = 200\n"};
+                         .route_sim = "latency_ms = 100\nlatency_jitter_ms = 2000\n"
+                                      "dlr_delay_ms = 200\n"};
     char *config = h_config_write(&c, "outage.ini");
     h_centre_create(config, "Centre outage");
     char *key = h_key_create(config, "Centre outage");
@@ -210,9 +213,9 @@ static void test_database_outage(void **state)
     h_check(&ck, rows == accepted, "one row per 202 (%lld): %lld rows", accepted, rows);
     h_check(&ck, multi == 0, "no message with more than one accepted attempt: %lld", multi);
     h_check(&ck, queue == 0, "outbox_queue empty: %lld rows", queue);
+    h_daemon_stop_check(d, &ck);
     h_checks_done(&ck, "database outage");
 
-    h_daemon_stop(d);
     h_daemon_free(d);
     h_loadgen_free(l1);
     h_loadgen_free(l2);

@@ -113,10 +113,10 @@ static void test_two_nodes_one_database(void **state)
             "the provider (the nodes' simulators) was handed each message once: %lld sends for "
             "%lld messages",
             handed, rows);
+    h_daemon_stop_check(a, &ck);
+    h_daemon_stop_check(b, &ck);
     h_checks_done(&ck, "two nodes");
 
-    h_daemon_stop(a);
-    h_daemon_stop(b);
     h_daemon_free(a);
     h_daemon_free(b);
     h_loadgen_free(ga);
