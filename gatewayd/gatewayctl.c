@@ -49,6 +49,9 @@ static void usage(FILE *f)
             "  centre create NAME [--timezone TZ] [--route ROUTE]… [--if-missing]\n"
             "                                   create a centre (prints its id)\n"
             "  centre list                      list centres\n"
+            "  centre routes CENTRE [--kind K] ROUTE…   set a centre's routes, in order of\n"
+            "                                   preference, for one kind of traffic (all,\n"
+            "                                   replies, reminders, alerts)\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
             "  key revoke PREFIX                revoke a key (psk_xxxxxxxxxxxx)\n"
@@ -116,8 +119,9 @@ static int cmd_centre(int argc, char **argv)
     PGconn *pg = db_connect(cfg);
     if (!strcmp(argv[0], "list")) {
         PGresult *r = q(pg,
-                        "SELECT c.id, c.name, c.timezone, coalesce(string_agg(cr.route, ','"
-                        " ORDER BY cr.position), '') FROM centres c LEFT JOIN centre_routes cr"
+                        "SELECT c.id, c.name, c.timezone, coalesce(string_agg(cr.kind || ':' ||"
+                        " cr.route, ',' ORDER BY cr.kind, cr.position), '')"
+                        " FROM centres c LEFT JOIN centre_routes cr"
                         " ON cr.centre_id = c.id GROUP BY c.id ORDER BY c.id",
                         0, NULL);
         printf("%-6s %-32s %-18s %s\n", "ID", "NAME", "TIME ZONE", "ROUTES");
@@ -175,6 +179,47 @@ static int cmd_centre(int argc, char **argv)
         }
         fprintf(stderr, "centre '%s' %s (id %s)\n", name, created ? "created" : "exists", id);
         printf("%s\n", id);
+    } else if (!strcmp(argv[0], "routes")) {
+        /* centre routes CENTRE [--kind K] ROUTE…: replace that kind's list, in this order */
+        const char *centre = NULL, *kind = "all";
+        const char *routes[16];
+        int nroutes = 0;
+        for (int i = 1; i < argc; i++) {
+            if (!strcmp(argv[i], "--kind") && i + 1 < argc)
+                kind = argv[++i];
+            else if (!centre)
+                centre = argv[i];
+            else if (nroutes < 16)
+                routes[nroutes++] = argv[i];
+            else
+                die(2, "centre routes: at most 16 routes");
+        }
+        if (!centre)
+            die(2, "centre routes: expected CENTRE [--kind KIND] ROUTE…");
+        const char *pc[1] = {centre};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", centre);
+        char id[24];
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        const char *pk[2] = {id, kind};
+        PQclear(q(pg, "BEGIN", 0, NULL));
+        PQclear(q(pg, "DELETE FROM centre_routes WHERE centre_id = $1 AND kind = $2", 2, pk));
+        for (int i = 0; i < nroutes; i++) {
+            char pos[12];
+            snprintf(pos, sizeof pos, "%d", i);
+            const char *pr[4] = {id, routes[i], pos, kind};
+            PQclear(q(pg,
+                      "INSERT INTO centre_routes (centre_id, route, position, kind)"
+                      " VALUES ($1, $2, $3, $4)",
+                      4, pr));
+        }
+        PQclear(q(pg, "COMMIT", 0, NULL));
+        printf("centre %s, %s traffic:", id, kind);
+        for (int i = 0; i < nroutes; i++)
+            printf(" %s%s", i ? "→ " : "", routes[i]);
+        printf("%s\n", nroutes ? "" : " (none: the 'all' list, else the default route)");
     } else {
         die(2, "centre: unknown subcommand '%s'", argv[0]);
     }
@@ -348,7 +393,7 @@ static int cmd_status(void)
         json_t *signal = json_object_get(r, "signal_percent");
         if (json_is_number(signal))
             printf(", signal %d%%", (int)json_number_value(signal));
-        const char *net = json_string_value(json_object_get(r, "network"));
+        const char *net = json_string_value(json_object_get(r, "network_name"));
         if (net)
             printf(", network %s", net);
         const char *le = json_string_value(json_object_get(r, "last_error"));

@@ -290,6 +290,8 @@ int gw_outbox_enqueue(struct gw_outbox *o, const struct gw_enqueue *e, gw_enqueu
     json_object_set_new(row, "encoding", json_string(e->encoding));
     json_object_set_new(row, "route", e->route ? json_string(e->route) : json_null());
     json_object_set_new(row, "idem", e->idem ? json_string(e->idem) : json_null());
+    if (e->kind)
+        json_object_set_new(row, "kind", json_string(e->kind));
     if (e->send_at > 0) {
         char ts[32];
         gw_format_rfc3339(e->send_at, ts, sizeof ts);

@@ -35,7 +35,8 @@ struct gw_enqueue {
     const char *encoding; /* "gsm7" / "ucs2" */
     int64_t send_at;      /* Unix seconds; 0 = now */
     const char *idem;     /* idempotency key or NULL */
-    const char *route;    /* NULL = the centre's first route, else the default route */
+    const char *route;    /* NULL = the centre's first route for `kind`, else the default route */
+    const char *kind;     /* kind of traffic ("replies", "reminders", "alerts"); NULL = "all" */
 };
 
 /* err: 0, GW_EDOWN (not stored: database unavailable), GW_ESQL.

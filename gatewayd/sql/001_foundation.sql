@@ -128,8 +128,9 @@ CREATE INDEX attempts_route_ref ON attempts (route, provider_ref, id)
 -- Enqueue a batch of outgoing messages in one statement (one transaction). The first
 -- "queued" state is not written to message_events: it is the message's created_at, and
 -- gw_message_json shows it (one insert less per message on the hottest path).
--- Input: a JSON array of {i, centre_id, phone, body, segments, encoding, route, idem, send_at};
--- a null route means the centre's first route (centre_routes), else p_default_route.
+-- Input: a JSON array of {i, centre_id, phone, body, segments, encoding, route, idem, send_at,
+-- kind}; a null route means the centre's first route for that kind of traffic ('replies',
+-- 'reminders', 'alerts'…; routes listed for 'all' serve every kind), else p_default_route.
 -- Output: one row per input element: the message id, whether it was created now (false: an
 -- earlier message had the same idempotency key, or the number opted out) and its status.
 -- Ids are drawn before the insert so that every input row, with or without an idempotency
@@ -146,14 +147,17 @@ BEGIN
             SELECT x.i, x.centre_id, x.phone, x.body, x.segments, x.encoding,
                    coalesce(x.route, (SELECT cr.route FROM centre_routes cr
                                        WHERE cr.centre_id = x.centre_id
-                                       ORDER BY cr.position, cr.route LIMIT 1),
+                                         AND cr.kind IN (coalesce(x.kind, 'all'), 'all')
+                                       ORDER BY cr.kind = coalesce(x.kind, 'all') DESC,
+                                                cr.position, cr.route LIMIT 1),
                             p_default_route) AS route,
                    x.idem,
                    coalesce(x.send_at, now()) AS due, nextval('messages_id_seq') AS new_id,
                    EXISTS (SELECT 1 FROM contacts c WHERE c.centre_id = x.centre_id
                             AND c.phone = x.phone AND c.opted_out_at IS NOT NULL) AS opted_out
               FROM json_to_recordset(batch) AS x(i int, centre_id bigint, phone text, body text,
-                   segments int, encoding text, route text, idem text, send_at timestamptz)
+                   segments int, encoding text, route text, idem text, send_at timestamptz,
+                   kind text)
         ), ins AS (
             INSERT INTO messages (id, centre_id, direction, phone, body, segments, encoding, route,
                                   idempotency_key, send_at, status)
