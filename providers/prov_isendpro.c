@@ -562,6 +562,13 @@ int prov_isendpro_blacklist(void *priv, const char *e164, int add)
     return GW_OK;
 }
 
+static void isp_optout(void *priv, const char *e164, int opted_out)
+{
+    struct isp *isp = priv;
+    if (prov_isendpro_blacklist(priv, e164, opted_out) != GW_OK)
+        set_error(isp, "%s: cannot start the request", opted_out ? "setlistenoire" : "dellistenoire");
+}
+
 /* ------------------------------------------------------------------ delivery reports */
 
 static int isp_http(void *priv, struct evhttp_request *req, const char *subpath)
@@ -773,4 +780,5 @@ const struct prov_ops prov_isendpro_ops = {
     .send = isp_send,
     .http = isp_http,
     .status = isp_status,
+    .optout = isp_optout,
 };

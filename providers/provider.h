@@ -121,6 +121,10 @@ struct prov_ops {
      * refuses at once. Not called back after destroy. */
     int (*ussd)(void *priv, const char *code, void (*done)(void *arg, int err, const char *reply),
                 void *arg);
+    /* Optional: a resident of a centre using this route opted out (1, STOP) or back in
+     * (0, START); a provider that keeps its own blacklist is told (iSendPro). Asynchronous,
+     * failures logged. */
+    void (*optout)(void *priv, const char *e164, int opted_out);
 };
 
 /* Registry: find a driver by name ("sim", later "isendpro", "gammu"). NULL if unknown. */
@@ -129,8 +133,9 @@ const struct prov_ops *prov_find(const char *driver);
 extern const struct prov_ops prov_sim_ops;
 extern const struct prov_ops prov_isendpro_ops;
 
-/* iSendPro opt-out sync: add (STOP) or remove (START) a number on the account's blacklist.
- * priv must be an isendpro route's. Asynchronous; failures are logged. */
+/* iSendPro opt-out sync: add (STOP) or remove (START) a number on the account's blacklist
+ * (setlistenoire / dellistenoire). priv must be an isendpro route's. Asynchronous; failures
+ * are logged. Also reachable as prov_isendpro_ops.optout. */
 int prov_isendpro_blacklist(void *priv, const char *e164, int add);
 
 #endif
