@@ -394,6 +394,7 @@ static void writer_flush(struct gw_outbox *o)
             o->writing = NULL;
             return;
         }
+        o->write_failures++; /* pauses claims until the backlog is written */
         struct timeval tv = {0, 500000};
         evtimer_add(o->ev_write_retry, &tv);
     }
@@ -413,6 +414,7 @@ static void on_write_retry(evutil_socket_t fd, short what, void *arg)
     int rc = gw_db_query(o->db, o->writing_sql, 1, params, writer_done, o);
     free(js);
     if (rc == GW_EDOWN) {
+        o->write_failures++;
         struct timeval tv = {1, 0};
         evtimer_add(o->ev_write_retry, &tv);
     }
