@@ -547,7 +547,8 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
     struct gw_outbox *o = r->o;
     json_t *row;
     if (d->msg_id > 0)
-        row = json_pack("{s:I,s:b}", "id", (json_int_t)d->msg_id, "delivered", d->delivered);
+        row = json_pack("{s:I,s:s,s:b}", "id", (json_int_t)d->msg_id, "route", r->name,
+                        "delivered", d->delivered);
     else if (d->provider_ref)
         row = json_pack("{s:s,s:s,s:b}", "route", r->name, "ref", d->provider_ref, "delivered",
                         d->delivered);
@@ -565,6 +566,7 @@ struct inbound_ctx {
     void *arg;
     char phone[24];
     char *text;
+    int segments;
 };
 
 static void inbound_stored(void *arg, PGresult *res, const char *err)
@@ -583,9 +585,7 @@ static void inbound_stored(void *arg, PGresult *res, const char *err)
         if (created) {
             o->inbound_received++;
             count_state(o, "received");
-            struct prov_text_info ti;
-            int seg = prov_text_analyse(c->text, strlen(c->text), &ti) == 0 ? ti.segments : 1;
-            log_state(id, centre, c->r->name, c->phone, "received", seg, NULL);
+            log_state(id, centre, c->r->name, c->phone, "received", c->segments, NULL);
         } else {
             o->inbound_duplicates++;
             gw_info(c->r->name, "duplicate inbound message %lld dropped", (long long)id);
@@ -613,13 +613,19 @@ static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn 
     c->text = strdup(in->text ? in->text : "");
     if (!c->text)
         abort();
-    char ts[32] = "";
+    char ts[32] = "", seg[12];
     if (in->received_at > 0)
         gw_format_rfc3339(in->received_at, ts, sizeof ts);
-    const char *params[5] = {r->name, c->phone, c->text, in->provider_ref,
-                             in->received_at > 0 ? ts : NULL};
-    int rc = gw_db_query(o->db, "SELECT * FROM gw_inbound($1, $2, $3, $4, $5)", 5, params,
-                         inbound_stored, c);
+    struct prov_text_info ti = {.encoding = PROV_ENC_GSM7, .segments = 1};
+    if (prov_text_analyse(c->text, strlen(c->text), &ti) != 0)
+        ti = (struct prov_text_info){.encoding = PROV_ENC_UCS2, .segments = 1};
+    c->segments = ti.segments;
+    snprintf(seg, sizeof seg, "%d", ti.segments);
+    const char *params[7] = {r->name, c->phone, c->text, in->provider_ref,
+                             in->received_at > 0 ? ts : NULL, prov_encoding_name(ti.encoding),
+                             seg};
+    int rc = gw_db_query(o->db, "SELECT * FROM gw_inbound($1, $2, $3, $4, $5, $6, $7::int)", 7,
+                         params, inbound_stored, c);
     if (rc != GW_OK) {
         free(c->text);
         free(c);
@@ -762,9 +768,12 @@ static void route_claim(struct route *r)
     /* A healthy route takes over the due messages of this node's routes that are down. */
     json_t *fo = json_array();
     if (route_healthy(r))
-        for (size_t i = 0; i < o->nroutes; i++)
-            if (&o->routes[i] != r && !route_healthy(&o->routes[i]))
-                json_array_append_new(fo, json_string(o->routes[i].name));
+        for (size_t i = 0; i < o->nroutes; i++) {
+            const struct route *x = &o->routes[i];
+            /* a half-open route keeps its messages: its probe needs one */
+            if (x != r && (x->breaker == BR_OPEN || x->driver_down))
+                json_array_append_new(fo, json_string(x->name));
+        }
     char *fos = json_dumps(fo, JSON_COMPACT);
     json_decref(fo);
     /* JSON array → text[] on the server side */

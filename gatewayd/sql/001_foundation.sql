@@ -362,7 +362,7 @@ BEGIN
                                     WHERE a.route = r.route AND a.provider_ref = r.ref
                                       AND a.outcome = 'accepted'
                                     ORDER BY a.id DESC LIMIT 1)) AS id,
-                   r.delivered, r.detail
+                   r.route, r.delivered, r.detail
               FROM raw r
         ), m AS (
             UPDATE messages msg
@@ -371,6 +371,7 @@ BEGIN
                    updated_at = now()
               FROM input i
              WHERE msg.id = i.id AND msg.direction = 'out'
+               AND msg.route = i.route -- a report counts only from the route that sent it
                AND msg.status IN ('sent', 'delivered', 'undelivered')
             RETURNING msg.id, msg.centre_id, msg.status, msg.route, msg.phone, msg.segments,
                       msg.error
@@ -386,7 +387,7 @@ $$;
 -- (lowest id if several do). A repeated provider_ref on the same route is a duplicate: the
 -- first message's id comes back with created = false.
 CREATE FUNCTION gw_inbound(p_route text, p_phone text, p_body text, p_ref text,
-                           p_received timestamptz)
+                           p_received timestamptz, p_encoding text, p_segments int)
 RETURNS TABLE (id bigint, centre_id bigint, created boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -402,7 +403,7 @@ BEGIN
     INSERT INTO messages (centre_id, direction, phone, body, status, route, inbound_ref,
                           created_at, updated_at, encoding, segments)
     VALUES (cid, 'in', p_phone, p_body, 'received', p_route, p_ref,
-            coalesce(p_received, now()), now(), 'gsm7', 1)
+            coalesce(p_received, now()), now(), p_encoding, p_segments)
     ON CONFLICT (route, inbound_ref) WHERE direction = 'in' AND inbound_ref IS NOT NULL
     DO NOTHING
     RETURNING messages.id INTO mid;
