@@ -85,13 +85,14 @@ INI
     reqs=$(curl -fs "http://127.0.0.1:$mport/_mock/state" || echo '{}')
     delivered=$(psqlq "SELECT count(*) FROM messages WHERE status = 'delivered'")
     kill "$daemon"; wait "$daemon" || true; daemon=""
+    curl -fs "http://127.0.0.1:$mport/_mock/requests" >"$tmp/requests.json" || echo '[]' >"$tmp/requests.json"
     python3 - "$summary" "$conc" "$t0" "$sent_t" "$t1" "$delivered" "$count" "$reqs" \
-        "$(curl -fs "http://127.0.0.1:$mport/_mock/requests" || echo '[]')" <<'PY'
+        "$tmp/requests.json" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1]); conc = sys.argv[2]
 t0, ts, t1 = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 dlv, count = int(sys.argv[6]), int(sys.argv[7])
-reqs = json.loads(sys.argv[9]) if sys.argv[9].startswith('[') else []
+reqs = json.load(open(sys.argv[9]))
 paths = [r.get("path", "") for r in reqs]
 print("%-6s %10.0f %10.0f %10.0f %8d %10d" % (conc, s.get("accepted_per_s", 0),
       count / (ts - t0), dlv / (t1 - t0), sum(p.endswith("/sms") for p in paths),
