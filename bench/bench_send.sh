@@ -75,6 +75,8 @@ INI
     done
     t1=$(date +%s.%N)
     delivered=$(psqlq "SELECT count(*) FROM messages WHERE status = 'delivered'")
+    sleep 0.6
+    psqlq "SELECT relname || ': ' || n_tup_upd || ' updates, ' || n_tup_hot_upd || ' HOT' FROM pg_stat_user_tables WHERE relname IN ('messages', 'outbox_queue')" >&2
     rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$daemon/status")
     curl -fs "http://127.0.0.1:$port/metrics" | grep -E '^passerelle_(batch|db_round_trip_seconds)' >&2 || true
     kill "$daemon"; wait "$daemon" || true; daemon=""
