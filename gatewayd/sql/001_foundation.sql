@@ -67,7 +67,7 @@ CREATE TABLE messages (
     error            text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
-) WITH (fillfactor = 50); -- room for HOT updates of status: 83% HOT at 50, 46% at 80 (bench)
+) WITH (fillfactor = 80); -- room on each page for HOT updates of status (no index touched)
 CREATE UNIQUE INDEX messages_idempotency ON messages (centre_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX messages_centre_newest ON messages (centre_id, id DESC);
