@@ -1421,49 +1421,6 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------------------ prov_ops */
 
-static int opt_int(const struct prov_conf *c, const char *key, int def, int min, int max, int *out,
-                   char *err, size_t errlen)
-{
-    const char *v = prov_conf_get(c, key, NULL);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max) {
-        snprintf(err, errlen, "%s must be a whole number between %d and %d", key, min, max);
-        return -1;
-    }
-    *out = (int)n;
-    return 0;
-}
-
-static int opt_bool(const struct prov_conf *c, const char *key, int def, int *out, char *err,
-                    size_t errlen)
-{
-    const char *v = prov_conf_get(c, key, NULL);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    static const char *const yes[] = {"yes", "true", "on", "1"};
-    static const char *const no[] = {"no", "false", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(v, yes[i]) == 0) {
-            *out = 1;
-            return 0;
-        }
-        if (strcasecmp(v, no[i]) == 0) {
-            *out = 0;
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "%s must be yes or no", key);
-    return -1;
-}
-
 static void opts_free(struct gm_opts *o)
 {
     free(o->device);
@@ -1485,15 +1442,8 @@ static int opts_parse(const struct prov_conf *conf, struct gm_opts *o, char *err
                                         "smsc",
                                         "delivery_reports",
                                         "concat_timeout_ms"};
-    for (size_t i = 0; i < conf->n; i++) {
-        int ok = prov_conf_core_key(conf->keys[i]); /* driver, rate, breaker_*: the core's */
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-            ok |= strcmp(conf->keys[i], known[k]) == 0;
-        if (!ok) {
-            snprintf(err, errlen, "unknown option '%s' for the gammu driver", conf->keys[i]);
-            return -1;
-        }
-    }
+    if (prov_conf_check_keys(conf, "gammu", known, sizeof known / sizeof known[0], err, errlen) < 0)
+        return -1;
     const char *device = prov_conf_get(conf, "device", NULL);
     if (!device || !*device) {
         snprintf(err, errlen,
@@ -1521,12 +1471,12 @@ static int opts_parse(const struct prov_conf *conf, struct gm_opts *o, char *err
         snprintf(err, errlen, "smsc must be a phone number such as +33609001390");
         return -1;
     }
-    if (opt_int(conf, "poll_interval_ms", 5000, 100, 3600000, &o->poll_ms, err, errlen) ||
-        opt_int(conf, "send_timeout_ms", 30000, 100, 600000, &o->send_timeout_ms, err, errlen) ||
-        opt_int(conf, "reconnect_max_ms", 60000, 100, 3600000, &o->reconnect_max_ms, err, errlen) ||
-        opt_int(conf, "concat_timeout_ms", 600000, 0, 86400000, &o->concat_timeout_ms, err,
+    if (prov_conf_int(conf, "poll_interval_ms", 5000, 100, 3600000, &o->poll_ms, err, errlen) ||
+        prov_conf_int(conf, "send_timeout_ms", 30000, 100, 600000, &o->send_timeout_ms, err, errlen) ||
+        prov_conf_int(conf, "reconnect_max_ms", 60000, 100, 3600000, &o->reconnect_max_ms, err, errlen) ||
+        prov_conf_int(conf, "concat_timeout_ms", 600000, 0, 86400000, &o->concat_timeout_ms, err,
                 errlen) ||
-        opt_bool(conf, "delivery_reports", 1, &o->dlr, err, errlen))
+        prov_conf_bool(conf, "delivery_reports", 1, &o->dlr, err, errlen))
         return -1;
     o->device = xstrdup(device);
     o->connection = xstrdup(connection);

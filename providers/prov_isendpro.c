@@ -134,38 +134,6 @@ static int valid_emetteur(const char *e)
     return !digits;
 }
 
-static int opt_bool(const char *v, int *out)
-{
-    if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on")) {
-        *out = 1;
-        return 0;
-    }
-    if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "off")) {
-        *out = 0;
-        return 0;
-    }
-    return -1;
-}
-
-static int opt_long(const struct prov_conf *c, const char *key, long def, long min, long max,
-                    long *out, char *err, size_t errlen)
-{
-    const char *v = prov_conf_get(c, key, NULL);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max) {
-        snprintf(err, errlen, "%s must be a whole number between %ld and %ld", key, min, max);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
 static char *read_secret_file(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -640,15 +608,8 @@ static int isp_create(const struct prov_conf *conf, const struct prov_host *host
         "ucs2", "connect_timeout_ms", "timeout_ms", "batch_min", "batch_max", "credit_poll_s",
         "credit_warn", "dlr_tracker_param", "dlr_status_param", "dlr_delivered_words",
         "dlr_undelivered_words"};
-    for (size_t i = 0; i < conf->n; i++) {
-        int ok = prov_conf_core_key(conf->keys[i]);
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-            ok |= strcmp(conf->keys[i], known[k]) == 0;
-        if (!ok) {
-            snprintf(err, errlen, "unknown option '%s' for the isendpro driver", conf->keys[i]);
-            return -1;
-        }
-    }
+    if (prov_conf_check_keys(conf, "isendpro", known, sizeof known / sizeof known[0], err, errlen) < 0)
+        return -1;
     struct isp *isp = calloc(1, sizeof *isp);
     if (!isp)
         abort();
@@ -678,25 +639,20 @@ static int isp_create(const struct prov_conf *conf, const struct prov_host *host
         isp->emetteur = strdup(v);
     }
     isp->allow_ucs2 = 1;
-    if ((v = prov_conf_get(conf, "nostop", NULL)) && opt_bool(v, &isp->nostop) < 0) {
-        snprintf(err, errlen, "nostop must be yes or no");
+    if (prov_conf_bool(conf, "nostop", 0, &isp->nostop, err, errlen) < 0 ||
+        prov_conf_bool(conf, "ucs2", 1, &isp->allow_ucs2, err, errlen) < 0)
         goto fail;
-    }
-    if ((v = prov_conf_get(conf, "ucs2", NULL)) && opt_bool(v, &isp->allow_ucs2) < 0) {
-        snprintf(err, errlen, "ucs2 must be yes or no");
-        goto fail;
-    }
-    if (opt_long(conf, "connect_timeout_ms", 5000, 100, 120000, &isp->connect_timeout_ms, err,
+    if (prov_conf_long(conf, "connect_timeout_ms", 5000, 100, 120000, &isp->connect_timeout_ms, err,
                  errlen) ||
-        opt_long(conf, "timeout_ms", 15000, 100, 600000, &isp->timeout_ms, err, errlen))
+        prov_conf_long(conf, "timeout_ms", 15000, 100, 600000, &isp->timeout_ms, err, errlen))
         goto fail;
-    if (opt_long(conf, "batch_min", 5, 2, 1000, &n, err, errlen))
+    if (prov_conf_long(conf, "batch_min", 5, 2, 1000, &n, err, errlen))
         goto fail;
     isp->batch_min = (int)n;
-    if (opt_long(conf, "batch_max", 100, 1, 1000, &n, err, errlen))
+    if (prov_conf_long(conf, "batch_max", 100, 1, 1000, &n, err, errlen))
         goto fail;
     isp->batch_max = (int)n;
-    if (opt_long(conf, "credit_poll_s", 300, 0, 86400, &n, err, errlen))
+    if (prov_conf_long(conf, "credit_poll_s", 300, 0, 86400, &n, err, errlen))
         goto fail;
     isp->credit_poll_s = (int)n;
     v = prov_conf_get(conf, "credit_warn", "5");

@@ -54,39 +54,6 @@ static double uniform(void)
     return (double)gw_random32() / 4294967296.0;
 }
 
-static int opt_double(const struct prov_conf *c, const char *key, double def, double min,
-                      double max, double *out, char *err, size_t errlen)
-{
-    const char *v = prov_conf_get(c, key, NULL);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(d) || d < min || d > max) {
-        snprintf(err, errlen, "%s must be a number between %g and %g", key, min, max);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
-static int opt_int(const struct prov_conf *c, const char *key, int def, int min, int max, int *out,
-                   char *err, size_t errlen)
-{
-    double d;
-    if (opt_double(c, key, def, min, max, &d, err, errlen) < 0)
-        return -1;
-    if (d != floor(d)) {
-        snprintf(err, errlen, "%s must be a whole number", key);
-        return -1;
-    }
-    *out = (int)d;
-    return 0;
-}
-
 static int sim_create(const struct prov_conf *conf, const struct prov_host *host, void **priv,
                       char *err, size_t errlen)
 {
@@ -95,26 +62,19 @@ static int sim_create(const struct prov_conf *conf, const struct prov_host *host
                                         "latency_jitter_ms", "temp_failure_rate",
                                         "perm_failure_rate", "dlr_delay_ms",
                                         "undelivered_rate"};
-    for (size_t i = 0; i < conf->n; i++) {
-        int ok = prov_conf_core_key(conf->keys[i]);
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-            ok |= strcmp(conf->keys[i], known[k]) == 0;
-        if (!ok) {
-            snprintf(err, errlen, "unknown option '%s' for the sim driver", conf->keys[i]);
-            return -1;
-        }
-    }
+    if (prov_conf_check_keys(conf, "sim", known, sizeof known / sizeof known[0], err, errlen) < 0)
+        return -1;
     struct sim *s = calloc(1, sizeof *s);
     if (!s)
         abort();
     s->host = host;
     LIST_INIT(&s->ops);
-    if (opt_int(conf, "latency_ms", 0, 0, 600000, &s->latency_ms, err, errlen) ||
-        opt_int(conf, "latency_jitter_ms", 0, 0, 600000, &s->jitter_ms, err, errlen) ||
-        opt_int(conf, "dlr_delay_ms", 1000, -1, 86400000, &s->dlr_delay_ms, err, errlen) ||
-        opt_double(conf, "temp_failure_rate", 0, 0, 1, &s->temp_rate, err, errlen) ||
-        opt_double(conf, "perm_failure_rate", 0, 0, 1, &s->perm_rate, err, errlen) ||
-        opt_double(conf, "undelivered_rate", 0, 0, 1, &s->undelivered_rate, err, errlen)) {
+    if (prov_conf_int(conf, "latency_ms", 0, 0, 600000, &s->latency_ms, err, errlen) ||
+        prov_conf_int(conf, "latency_jitter_ms", 0, 0, 600000, &s->jitter_ms, err, errlen) ||
+        prov_conf_int(conf, "dlr_delay_ms", 1000, -1, 86400000, &s->dlr_delay_ms, err, errlen) ||
+        prov_conf_double(conf, "temp_failure_rate", 0, 0, 1, &s->temp_rate, err, errlen) ||
+        prov_conf_double(conf, "perm_failure_rate", 0, 0, 1, &s->perm_rate, err, errlen) ||
+        prov_conf_double(conf, "undelivered_rate", 0, 0, 1, &s->undelivered_rate, err, errlen)) {
         free(s);
         return -1;
     }

@@ -99,6 +99,20 @@ const char *prov_conf_get(const struct prov_conf *c, const char *key, const char
 /* 1 for the keys the core reads itself in every route section (driver, rate, concurrency,
  * breaker_*): drivers accept them without using them. */
 int prov_conf_core_key(const char *key);
+/* Typed option readers (prov_conf.c): absent → def; present but malformed or out of range →
+ * -1 with "KEY must be …" in err. */
+int prov_conf_long(const struct prov_conf *c, const char *key, long def, long min, long max,
+                   long *out, char *err, size_t errlen);
+int prov_conf_int(const struct prov_conf *c, const char *key, int def, int min, int max, int *out,
+                  char *err, size_t errlen);
+int prov_conf_double(const struct prov_conf *c, const char *key, double def, double min,
+                     double max, double *out, char *err, size_t errlen);
+int prov_conf_bool(const struct prov_conf *c, const char *key, int def, int *out, char *err,
+                   size_t errlen);
+/* -1 with "unknown option 'K' for the DRIVER driver" when a key is neither a core key nor in
+ * known[]. */
+int prov_conf_check_keys(const struct prov_conf *c, const char *driver, const char *const *known,
+                         size_t nknown, char *err, size_t errlen);
 
 struct prov_ops {
     const char *name;
