@@ -96,7 +96,7 @@ CREATE SEQUENCE outbox_lease_seq;
 
 -- State history: one row per transition; its id orders the live event stream.
 CREATE TABLE message_events (
-    id          bigserial PRIMARY KEY,
+    id          bigserial NOT NULL,
     message_id  bigint NOT NULL,
     centre_id   bigint NOT NULL,
     status      text NOT NULL,
@@ -105,6 +105,9 @@ CREATE TABLE message_events (
     at          timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX message_events_message ON message_events (message_id, id);
+-- Append-only and ordered by id: a BRIN index serves "events after id N" for a fraction of a
+-- B-tree's cost on the hottest insert path (three events per message).
+CREATE INDEX message_events_id ON message_events USING brin (id);
 
 -- Every hand-over to a route and its outcome.
 CREATE TABLE attempts (
