@@ -8,6 +8,8 @@
 #
 # Uses a release build (build/release), a throwaway PostgreSQL cluster under /tmp, and the
 # daemon at log level "warn" (a log line per state change would dominate the measurement).
+# BENCH_TIMELINE=1 prints delivered/s every 10 s (to see whether the claim path decays as the
+# tables grow); BENCH_ROUTE=nowhere measures accepting alone; BENCH_DISTINCT numbers (1000).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-50000}
@@ -64,6 +66,17 @@ INI
     daemon=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
     t0=$(date +%s.%N)
+    if [ -n "${BENCH_TIMELINE:-}" ]; then
+        # delivered messages per 10 s while the run lasts: does the claim path stay flat as
+        # the messages table grows?
+        (prev=0; while kill -0 "$daemon" 2>/dev/null; do
+             sleep 10
+             n=$(psqlq "SELECT count(*) FROM messages WHERE status = 'delivered'" 2>/dev/null) || break
+             echo "timeline: +$(( (n - prev) / 10 )) delivered/s (total $n)" >&2
+             prev=$n
+             [ "$n" -ge "$count" ] && break
+         done) &
+    fi
     summary=$("$bin/bench/loadgen" --url "http://127.0.0.1:$port" --key "$key" --count "$count" \
               --concurrency "$conc" --distinct "${BENCH_DISTINCT:-1000}" --json --text "Bonjour, ceci est un test de charge Passerelle numero %d" || true)
     # delivered/s: from the first request until every accepted message is delivered
