@@ -37,6 +37,9 @@ build() {
         fuzz_isendpro_parse)
             clang "${cflags[@]}" "$here/$name.c" "$root/providers/prov_isendpro_parse.c" \
                 $(pc --cflags --libs jansson) -o "$out/$name" ;;
+        fuzz_flow_match)
+            clang "${cflags[@]}" -I"$root/flows" "$here/$name.c" "$root/flows/flow_match.c" \
+                -lunistring -o "$out/$name" ;;
         fuzz_rfc3339)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_util.c" $(pc --libs libsodium) \
                 -o "$out/$name" ;;
