@@ -141,7 +141,12 @@ CREATE INDEX attempts_route_ref ON attempts (route, provider_ref, id)
 CREATE FUNCTION gw_enqueue(batch json, p_default_route text)
 RETURNS TABLE (i int, id bigint, created boolean, status text, segments int, encoding text,
                route text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- These functions touch a batch of rows by key. The planner, estimating json_to_recordset at
+-- 100 rows and seeing a young table, otherwise picks sequential scans of messages (under
+-- hash joins), which cost a whole-table scan per batch as the table grows.
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 BEGIN
 
@@ -200,7 +205,12 @@ CREATE FUNCTION gw_claim(p_node text, p_route text, p_limit int, p_lease_s int,
                          p_failover text[] DEFAULT '{}')
 RETURNS TABLE (id bigint, centre_id bigint, phone text, body text, segments int,
                encoding text, attempts int, lease_token bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- These functions touch a batch of rows by key. The planner, estimating json_to_recordset at
+-- 100 rows and seeing a young table, otherwise picks sequential scans of messages (under
+-- hash joins), which cost a whole-table scan per batch as the table grows.
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 DECLARE
     tok bigint := nextval('outbox_lease_seq');
@@ -281,7 +291,12 @@ $$;
 CREATE FUNCTION gw_record(batch json)
 RETURNS TABLE (id bigint, centre_id bigint, status text, phone text, segments int, route text,
                error text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- These functions touch a batch of rows by key. The planner, estimating json_to_recordset at
+-- 100 rows and seeing a young table, otherwise picks sequential scans of messages (under
+-- hash joins), which cost a whole-table scan per batch as the table grows.
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 BEGIN
     -- Outcome bookkeeping commits asynchronously (see README "Design notes"): a PostgreSQL
@@ -349,7 +364,12 @@ $$;
 CREATE FUNCTION gw_dlr(batch json)
 RETURNS TABLE (id bigint, centre_id bigint, status text, phone text, segments int, route text,
                error text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- These functions touch a batch of rows by key. The planner, estimating json_to_recordset at
+-- 100 rows and seeing a young table, otherwise picks sequential scans of messages (under
+-- hash joins), which cost a whole-table scan per batch as the table grows.
+SET enable_seqscan = off
+AS $$
 #variable_conflict use_column
 BEGIN
     -- Outcome bookkeeping commits asynchronously (see README "Design notes"): a PostgreSQL
