@@ -22,9 +22,9 @@ EOF
 
 BUILD_PKGS=(build-essential cmake pkg-config libevent-dev libpq-dev libcurl4-openssl-dev
             libjansson-dev libsodium-dev libinih-dev libphonenumber-dev libicu-dev
-            libgammu-dev libical-dev libunistring-dev)
+            libgammu-dev libical-dev libunistring-dev uthash-dev)
 RUNTIME_PKGS=(postgresql postgresql-contrib gammu curl)
-TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev)
+TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev python3)
 
 if [ "$#" -eq 0 ]; then
     set -- all
