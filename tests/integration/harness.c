@@ -1078,14 +1078,9 @@ char *h_key_create(const char *config, const char *centre)
 
 /* ------------------------------------------------------------------ HTTP */
 
-struct buf {
-    char *data;
-    size_t len;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+size_t h_curl_collect(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-    struct buf *b = arg;
+    struct h_buf *b = arg;
     size_t n = size * nmemb;
     char *d = realloc(b->data, b->len + n + 1);
     if (!d)
@@ -1105,7 +1100,7 @@ struct h_resp *h_http(const char *method, const char *url, const char *authz, co
         abort();
     CURL *c = curl_easy_init();
     H_ASSERT(c, "curl_easy_init failed");
-    struct buf b = {0};
+    struct h_buf b = {0};
     struct curl_slist *h = NULL;
     char line[1200];
     if (authz) {
@@ -1132,7 +1127,7 @@ struct h_resp *h_http(const char *method, const char *url, const char *authz, co
         }
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_curl_collect);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);

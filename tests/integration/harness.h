@@ -190,6 +190,14 @@ char *h_key_create(const char *config, const char *centre);
 
 /* ------------------------------------------------------------------ HTTP */
 
+/* A growing response body for libcurl: CURLOPT_WRITEFUNCTION = h_curl_collect,
+ * CURLOPT_WRITEDATA = a zeroed struct h_buf; data is NUL-terminated, the caller frees it. */
+struct h_buf {
+    char *data;
+    size_t len;
+};
+size_t h_curl_collect(char *ptr, size_t size, size_t nmemb, void *arg);
+
 struct h_resp {
     long status; /* 0: no HTTP answer (see err) */
     char *body;

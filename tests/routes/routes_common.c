@@ -358,23 +358,8 @@ long long r_send(struct h_daemon *d, const char *key, const char *to, const char
 struct one_post {
     CURL *c;
     struct curl_slist *h;
-    char *data;
-    size_t len;
+    struct h_buf body;
 };
-
-static size_t on_post_data(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct one_post *p = arg;
-    size_t n = size * nmemb;
-    char *d = realloc(p->data, p->len + n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + p->len, ptr, n);
-    p->data = d;
-    p->len += n;
-    p->data[p->len] = '\0';
-    return n;
-}
 
 void r_send_many(struct h_daemon *d, const char *key, int n, char *const *bodies, long long *ids)
 {
@@ -394,8 +379,8 @@ void r_send_many(struct h_daemon *d, const char *key, int n, char *const *bodies
         curl_easy_setopt(p[i].c, CURLOPT_URL, url);
         curl_easy_setopt(p[i].c, CURLOPT_POSTFIELDS, bodies[i]);
         curl_easy_setopt(p[i].c, CURLOPT_HTTPHEADER, p[i].h);
-        curl_easy_setopt(p[i].c, CURLOPT_WRITEFUNCTION, on_post_data);
-        curl_easy_setopt(p[i].c, CURLOPT_WRITEDATA, &p[i]);
+        curl_easy_setopt(p[i].c, CURLOPT_WRITEFUNCTION, h_curl_collect);
+        curl_easy_setopt(p[i].c, CURLOPT_WRITEDATA, &p[i].body);
         curl_easy_setopt(p[i].c, CURLOPT_TIMEOUT, 30L);
         curl_easy_setopt(p[i].c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(p[i].c, CURLOPT_PROXY, "");
@@ -412,20 +397,20 @@ void r_send_many(struct h_daemon *d, const char *key, int n, char *const *bodies
     for (int i = 0; i < n; i++) {
         long st = 0;
         curl_easy_getinfo(p[i].c, CURLINFO_RESPONSE_CODE, &st);
-        json_t *j = p[i].data ? json_loads(p[i].data, 0, NULL) : NULL;
+        json_t *j = p[i].body.data ? json_loads(p[i].body.data, 0, NULL) : NULL;
         json_t *id = json_object_get(j, "id");
         if (st == 202 && json_is_integer(id)) {
             ids[i] = (long long)json_integer_value(id);
         } else if (!err) {
             ids[i] = 0;
             err = h_printf("parallel POST %d of %d (%s): expected 202 with an id, got %ld %s",
-                           i + 1, n, bodies[i], st, p[i].data ? p[i].data : "(no body)");
+                           i + 1, n, bodies[i], st, p[i].body.data ? p[i].body.data : "(no body)");
         }
         json_decref(j);
         curl_multi_remove_handle(multi, p[i].c);
         curl_easy_cleanup(p[i].c);
         curl_slist_free_all(p[i].h);
-        free(p[i].data);
+        free(p[i].body.data);
     }
     curl_multi_cleanup(multi);
     free(p);
