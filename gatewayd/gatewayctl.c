@@ -52,6 +52,9 @@ static void usage(FILE *f)
             "  centre routes CENTRE [--kind K] ROUTE…   set a centre's routes, in order of\n"
             "                                   preference, for one kind of traffic (all,\n"
             "                                   replies, reminders, alerts)\n"
+            "  centre seed CENTRE               add demo activities (check-in codes 1234, 5678),\n"
+            "                                   items, job offers and alert topics\n"
+            "  loan list CENTRE                 loans waiting for staff or out\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
             "  key revoke PREFIX                revoke a key (psk_xxxxxxxxxxxx)\n"
@@ -62,6 +65,8 @@ static void usage(FILE *f)
             "  ussd ROUTE CODE                  dial a USSD code on a modem route (operator token:\n"
             "                                   --key, or ops_token from --config); exit 4 when\n"
             "                                   the route cannot do USSD\n"
+            "  loan confirm|refuse|returned ID [--days N]   a staff decision on a loan; the\n"
+            "                                   resident gets an SMS (operator token as above)\n"
             "\n"
             "  --version, --help\n");
 }
@@ -220,6 +225,19 @@ static int cmd_centre(int argc, char **argv)
         for (int i = 0; i < nroutes; i++)
             printf(" %s%s", i ? "→ " : "", routes[i]);
         printf("%s\n", nroutes ? "" : " (none: the 'all' list, else the default route)");
+    } else if (!strcmp(argv[0], "seed")) {
+        if (argc != 2)
+            die(2, "centre seed: expected CENTRE");
+        const char *pc[1] = {argv[1]};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        const char *pid[1] = {PQgetvalue(r, 0, 0)};
+        PQclear(q(pg, "SELECT gw_demo_seed($1::bigint)", 1, pid));
+        PQclear(r);
+        printf("centre '%s' seeded: check-in codes 1234 (Atelier cuisine) and 5678 (Accueil café,"
+               " anonymous), items 12 15 20, job offers 1-4, alert topics SORTIE ATELIER\n",
+               argv[1]);
     } else {
         die(2, "centre: unknown subcommand '%s'", argv[0]);
     }
@@ -406,17 +424,22 @@ static int cmd_status(void)
     return st == 200 ? 0 : 1;
 }
 
-static int cmd_ussd(int argc, char **argv)
+static const char *ops_token(void)
 {
-    if (argc != 2)
-        die(2, "ussd: expected ROUTE CODE, e.g. gatewayctl ussd modem '*100#'");
     if (!opt_key && opt_config) {
         struct gw_config *cfg = load_config();
         if (cfg->ops_token)
             opt_key = strdup(cfg->ops_token);
         gw_config_free(cfg);
     }
-    if (!opt_key)
+    return opt_key;
+}
+
+static int cmd_ussd(int argc, char **argv)
+{
+    if (argc != 2)
+        die(2, "ussd: expected ROUTE CODE, e.g. gatewayctl ussd modem '*100#'");
+    if (!ops_token())
         die(2, "ussd needs the operator token: --key TOKEN, or --config FILE with ops_token");
     json_t *o = json_pack("{s:s,s:s}", "route", argv[0], "code", argv[1]);
     char *body = json_dumps(o, JSON_COMPACT);
@@ -435,6 +458,73 @@ static int cmd_ussd(int argc, char **argv)
                             : NULL;
         fprintf(stderr, "gatewayctl: %s (HTTP %ld)\n", msg ? msg : out, st);
         rc = st == 501 ? 4 : 1;
+    }
+    json_decref(j);
+    free(out);
+    return rc;
+}
+
+static int cmd_loan(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[0], "list")) {
+        struct gw_config *cfg = load_config();
+        PGconn *pg = db_connect(cfg);
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "SELECT l.id, l.status, upper(i.code), i.name, ct.phone,"
+                        " to_char(l.requested_at AT TIME ZONE c.timezone, 'YYYY-MM-DD HH24:MI'),"
+                        " coalesce(to_char(l.due_at AT TIME ZONE c.timezone, 'YYYY-MM-DD'), '-')"
+                        " FROM loans l JOIN items i ON i.id = l.item_id"
+                        " JOIN contacts ct ON ct.id = l.contact_id JOIN centres c ON c.id = l.centre_id"
+                        " WHERE (c.name = $1 OR c.id::text = $1)"
+                        "   AND l.status IN ('requested', 'confirmed', 'return_requested')"
+                        " ORDER BY l.id",
+                        1, p);
+        printf("%-6s %-17s %-6s %-20s %-14s %-17s %s\n", "id", "status", "item", "name", "phone",
+               "requested", "due");
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-6s %-17s %-6s %-20s %-14s %-17s %s\n", PQgetvalue(r, i, 0),
+                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+        PQclear(r);
+        PQfinish(pg);
+        gw_config_free(cfg);
+        return 0;
+    }
+    if (argc < 2 || (strcmp(argv[0], "confirm") && strcmp(argv[0], "refuse") &&
+                     strcmp(argv[0], "returned")))
+        die(2, "loan: expected list CENTRE, or confirm|refuse|returned ID [--days N]");
+    char *end;
+    long long id = strtoll(argv[1], &end, 10);
+    if (*end || id <= 0)
+        die(2, "loan: '%s' is not a loan id", argv[1]);
+    const char *days = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--days") && i + 1 < argc)
+            days = argv[++i];
+        else
+            die(2, "loan: unexpected argument '%s'", argv[i]);
+    }
+    if (!ops_token())
+        die(2, "loan needs the operator token: --key TOKEN, or --config FILE with ops_token");
+    char path[96];
+    snprintf(path, sizeof path, "/ops/loans/%lld/%s%s%s", id, argv[0], days ? "?days=" : "",
+             days ? days : "");
+    char *out;
+    long st = http("POST", path, "", &out);
+    json_t *j = json_loads(out, 0, NULL);
+    int rc = 1;
+    if (st == 200 && j) {
+        json_t *sms = json_array_get(json_object_get(j, "sms"), 0);
+        printf("loan %lld: %s done; SMS to the resident: %s\n", id, argv[0],
+               json_string_value(json_object_get(sms, "text")));
+        rc = 0;
+    } else {
+        const char *msg = j ? json_string_value(json_object_get(json_object_get(j, "error"),
+                                                                "message"))
+                            : NULL;
+        fprintf(stderr, "gatewayctl: %s (HTTP %ld)\n", msg ? msg : out, st);
+        rc = st == 404 ? 3 : 1;
     }
     json_decref(j);
     free(out);
@@ -522,6 +612,8 @@ int main(int argc, char **argv)
         return cmd_centre(n, rest);
     if (!strcmp(cmd, "key"))
         return cmd_key(n, rest);
+    if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))
+        return cmd_loan(n, rest);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc;
     if (!strcmp(cmd, "status"))
@@ -530,6 +622,8 @@ int main(int argc, char **argv)
         rc = cmd_send(n, rest);
     else if (!strcmp(cmd, "ussd"))
         rc = cmd_ussd(n, rest);
+    else if (!strcmp(cmd, "loan"))
+        rc = cmd_loan(n, rest);
     else
         die(2, "unknown command '%s' (see gatewayctl --help)", cmd);
     curl_global_cleanup();

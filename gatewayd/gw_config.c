@@ -237,6 +237,31 @@ static int handler(void *user, const char *section, const char *key, const char 
             }
         }
         ERR("unknown key '%s' in [outbox]", key);
+    } else if (!strcmp(section, "ussd")) {
+        /* the aggregator's callback: a token in its URL, and its form field names */
+        struct {
+            const char *name;
+            char **dst;
+        } strs[] = {
+            {"field_session", &c->ussd_field_session}, {"field_service", &c->ussd_field_service},
+            {"field_phone", &c->ussd_field_phone},     {"field_text", &c->ussd_field_text},
+            {"field_network", &c->ussd_field_network},
+        };
+        if (!strcmp(key, "token")) {
+            if (strlen(value) < 16)
+                ERR("ussd token must be at least 16 characters");
+            set_str(&c->ussd_token, value);
+            return 1;
+        }
+        for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+            if (!strcmp(key, strs[i].name)) {
+                if (!*value || strlen(value) > 64)
+                    ERR("%s must be a form field name of 1 to 64 characters", key);
+                set_str(strs[i].dst, value);
+                return 1;
+            }
+        }
+        ERR("unknown key '%s' in [ussd]", key);
     } else {
         ERR("unknown section [%s]", section);
     }
@@ -258,6 +283,12 @@ static void defaults(struct gw_config *c)
     c->batch_size = 500;
     c->lease_seconds = 60;
     c->poll_interval_ms = 500;
+    /* Africa's Talking's field names, the de-facto convention */
+    c->ussd_field_session = xstrdup("sessionId");
+    c->ussd_field_service = xstrdup("serviceCode");
+    c->ussd_field_phone = xstrdup("phoneNumber");
+    c->ussd_field_text = xstrdup("text");
+    c->ussd_field_network = xstrdup("networkCode");
     c->max_attempts = 8;
     c->backoff_base_ms = 2000;
     c->backoff_max_ms = 3600000;
@@ -363,6 +394,12 @@ void gw_config_free(struct gw_config *c)
     free(c->default_region);
     free(c->db_conninfo);
     free(c->ops_token);
+    free(c->ussd_token);
+    free(c->ussd_field_session);
+    free(c->ussd_field_service);
+    free(c->ussd_field_phone);
+    free(c->ussd_field_text);
+    free(c->ussd_field_network);
     for (size_t i = 0; i < c->nroutes; i++) {
         struct gw_route_conf *r = &c->routes[i];
         free(r->name);

@@ -46,6 +46,10 @@ struct gw_config {
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_ms;
+    /* [ussd] */
+    char *ussd_token; /* required as ?token= on /ussd/{centre} when set */
+    char *ussd_field_session, *ussd_field_service, *ussd_field_phone, *ussd_field_text,
+        *ussd_field_network;
     /* [route NAME]… */
     struct gw_route_conf *routes;
     size_t nroutes;

@@ -1,5 +1,6 @@
 /* gw_outbox — see gw_outbox.h. */
 #include "gw_outbox.h"
+#include "flow_match.h"
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_http.h"
@@ -123,6 +124,9 @@ struct gw_outbox {
     uint64_t transitions[10];
     uint64_t enq_batches, enq_nrows, write_batches, write_rows;
     uint64_t inbound_received, inbound_duplicates;
+
+    gw_inbound_hook inbound_hook; /* the flow engine's follow-up of a stored inbound SMS */
+    void *inbound_hook_arg;
 };
 
 static const char *const state_names[10] = {"queued",      "sending", "sent",      "delivered",
@@ -591,7 +595,14 @@ static void inbound_stored(void *arg, PGresult *res, const char *err)
             o->inbound_duplicates++;
             gw_info(c->r->name, "duplicate inbound message %lld dropped", (long long)id);
         }
+        /* stored, and the flow's effects with it: the provider may forget the message now */
         c->done(c->arg, GW_OK, id);
+        if (created && o->inbound_hook && !PQgetisnull(res, 0, 3)) {
+            json_t *run = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+            if (run)
+                o->inbound_hook(o->inbound_hook_arg, id, centre, c->phone, c->r->name, run);
+            json_decref(run);
+        }
     }
     free(c->text);
     free(c);
@@ -622,11 +633,20 @@ static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn 
         ti = (struct prov_text_info){.encoding = PROV_ENC_UCS2, .segments = 1};
     c->segments = ti.segments;
     snprintf(seg, sizeof seg, "%d", ti.segments);
-    const char *params[7] = {r->name, c->phone, c->text, in->provider_ref,
-                             in->received_at > 0 ? ts : NULL, prov_encoding_name(ti.encoding),
-                             seg};
-    int rc = gw_db_query(o->db, "SELECT * FROM gw_inbound($1, $2, $3, $4, $5, $6, $7::int)", 7,
-                         params, inbound_stored, c);
+    /* The keyword is matched here; the flow runs in the same transaction as the storing. */
+    struct flow_match m;
+    char norm[FLOW_ARGS_MAX];
+    size_t tl = strlen(c->text);
+    flow_match(c->text, tl, &m);
+    if (flow_normalize(c->text, tl < 1024 ? tl : 1024, norm, sizeof norm) < 0)
+        norm[0] = '\0';
+    const char *params[10] = {r->name, c->phone, c->text, in->provider_ref,
+                              in->received_at > 0 ? ts : NULL, prov_encoding_name(ti.encoding),
+                              seg, m.keyword, m.args, norm};
+    int rc = gw_db_query(o->db,
+                         "SELECT * FROM gw_inbound_flow($1, $2, $3, $4, $5, $6, $7::int, $8, $9, "
+                         "$10)",
+                         10, params, inbound_stored, c);
     if (rc != GW_OK) {
         free(c->text);
         free(c);
@@ -1193,4 +1213,24 @@ void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
                         "passerelle_inbound_total{result=\"duplicate\"} %llu\n",
                         (unsigned long long)o->inbound_received,
                         (unsigned long long)o->inbound_duplicates);
+}
+
+void gw_outbox_set_inbound_hook(struct gw_outbox *o, gw_inbound_hook fn, void *arg)
+{
+    o->inbound_hook = fn;
+    o->inbound_hook_arg = arg;
+}
+
+int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, int opted_out)
+{
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (strcmp(r->name, route) != 0)
+            continue;
+        if (!r->ops->optout)
+            return 0;
+        r->ops->optout(r->priv, e164, opted_out);
+        return 1;
+    }
+    return 0;
 }

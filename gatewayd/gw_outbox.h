@@ -65,6 +65,16 @@ int gw_outbox_ussd(struct gw_outbox *o, const char *route, const char *code,
                    void (*done)(void *arg, int err, const char *reply), void *arg)
     __attribute__((warn_unused_result));
 
+/* Called once for each new inbound SMS after it was stored together with its flow run
+ * (gw_inbound_flow): run is the flow's result ({"outcome","replies","optout"?,…}, borrowed). */
+typedef void (*gw_inbound_hook)(void *arg, int64_t msg_id, int64_t centre_id, const char *phone,
+                                const char *route, struct json_t *run);
+void gw_outbox_set_inbound_hook(struct gw_outbox *o, gw_inbound_hook fn, void *arg);
+
+/* Tell route `route` (when it keeps its own blacklist, e.g. iSendPro) that e164 opted out (1)
+ * or back in (0). Returns 1 when the route was told, 0 when it has no such list or is unknown. */
+int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, int opted_out);
+
 /* {"sim":{"driver":"sim","state":"up","in_flight":…,"queued":…}, …} */
 struct json_t *gw_outbox_status(struct gw_outbox *o);
 void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out);

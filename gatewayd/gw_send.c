@@ -77,26 +77,9 @@ int gw_send_parse(const char *body, size_t len, const struct gw_config *cfg,
         FAIL(422, "invalid_text", "the text contains a NUL character");
     }
     struct prov_text_info info;
-    if (prov_text_analyse(t, tlen, &info) != 0) {
+    r->text = gw_send_text(cfg, t, tlen, &info);
+    if (!r->text) {
         FAIL(422, "invalid_text", "the text is not valid UTF-8");
-    }
-    r->text = strndup(t, tlen);
-    if (!r->text)
-        abort();
-    /* Transliterate (ê → e, « » → ") only when it makes the whole text GSM-7 without costing
-     * more segments: a text that must stay UCS-2 (an emoji, Arabic) is kept as written. */
-    if (cfg->transliterate && info.encoding == PROV_ENC_UCS2) {
-        size_t nlen;
-        char *tr = prov_text_transliterate(t, tlen, &nlen);
-        struct prov_text_info ti;
-        if (tr && prov_text_analyse(tr, nlen, &ti) == 0 && ti.encoding == PROV_ENC_GSM7 &&
-            ti.segments <= info.segments) {
-            free(r->text);
-            r->text = tr;
-            info = ti;
-        } else {
-            free(tr);
-        }
     }
     if (info.segments > cfg->max_segments) {
         FAIL(422, "text_too_long",
@@ -143,4 +126,28 @@ void gw_send_req_clear(struct gw_send_req *r)
     free(r->text);
     free(r->idem);
     r->text = r->idem = NULL;
+}
+
+char *gw_send_text(const struct gw_config *cfg, const char *t, size_t tlen,
+                   struct prov_text_info *info)
+{
+    if (prov_text_analyse(t, tlen, info) != 0)
+        return NULL;
+    /* Transliterate (ê → e, « » → ") only when it makes the whole text GSM-7 without costing
+     * more segments: a text that must stay UCS-2 (an emoji, Arabic) is kept as written. */
+    if (cfg->transliterate && info->encoding == PROV_ENC_UCS2) {
+        size_t nlen;
+        char *tr = prov_text_transliterate(t, tlen, &nlen);
+        struct prov_text_info ti;
+        if (tr && prov_text_analyse(tr, nlen, &ti) == 0 && ti.encoding == PROV_ENC_GSM7 &&
+            ti.segments <= info->segments) {
+            *info = ti;
+            return tr;
+        }
+        free(tr);
+    }
+    char *copy = strndup(t, tlen);
+    if (!copy)
+        abort();
+    return copy;
 }

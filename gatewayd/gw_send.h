@@ -31,4 +31,11 @@ int gw_send_parse(const char *body, size_t len, const struct gw_config *cfg,
                       char *msg, size_t msglen) __attribute__((warn_unused_result));
 void gw_send_req_clear(struct gw_send_req *r);
 
+struct prov_text_info;
+/* The text as it will be sent: a new copy (free it), transliterated when the configuration
+ * allows it and that makes the text GSM-7 without more segments; *info describes the result.
+ * NULL when t is not valid UTF-8. */
+char *gw_send_text(const struct gw_config *cfg, const char *t, size_t len,
+                   struct prov_text_info *info);
+
 #endif

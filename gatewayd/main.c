@@ -18,6 +18,7 @@
 #include "gw_metrics.h"
 #include "gw_migrate.h"
 #include "gw_outbox.h"
+#include "gw_flows.h"
 #include "gw_util.h"
 
 #include <event2/buffer.h>
@@ -49,6 +50,7 @@ struct daemon {
     struct gw_auth *auth;
     struct gw_outbox *outbox;
     struct gw_api *api;
+    struct gw_flows *flows;
     struct event *ev_sigterm, *ev_sigint, *ev_grace;
     int64_t started_ms;
     int stopping;
@@ -100,6 +102,7 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
     evbuffer_add_printf(out, "passerelle_db_connects_total %llu\n",
                         (unsigned long long)s->reconnects);
     gw_outbox_metrics(d->outbox, out);
+    gw_flows_metrics(d->flows, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
         uint64_t n = gw_http_count(st);
@@ -247,6 +250,35 @@ static void usage(FILE *f)
 
 /* The database may not be up yet when the daemon starts (a boot race, or an outage): wait for
  * it with backoff, saying so, rather than exiting. */
+/* POST /ops/loans/{id}/{confirm|refuse|returned}[?days=N] (gatewayctl loan …) */
+static void on_ops_loan(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct daemon *d = arg;
+    if (!ops_authorized(d, req))
+        return;
+    char action[16] = "";
+    long long id = 0;
+    int n = 0;
+    if (sscanf(tail, "%lld/%15[a-z]%n", &id, action, &n) != 2 || tail[n] != '\0' || id <= 0) {
+        gw_http_error(req, 404, "not_found", "expected /ops/loans/{id}/{confirm|refuse|returned}");
+        return;
+    }
+    int days = 0;
+    char *q = gw_http_query_param(req, "days");
+    if (q) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        int bad = *end != '\0' || v < 1 || v > 365;
+        free(q);
+        if (bad) {
+            gw_http_error(req, 422, "invalid_days", "days must be a whole number from 1 to 365");
+            return;
+        }
+        days = (int)v;
+    }
+    gw_flows_loan_action(d->flows, req, id, action, days);
+}
+
 static int migrate_with_retry(const char *conninfo)
 {
     char err[512];
@@ -291,12 +323,14 @@ static int run(struct gw_config *cfg)
     d.http = gw_http_new(d.base, cfg->max_body_bytes);
     d.auth = gw_auth_new(d.db);
     d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
+    d.flows = gw_flows_new(d.base, d.db, d.outbox, cfg, d.http);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
     gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST, "/providers/", GW_HTTP_PREFIX,
                   on_providers, &d);
     gw_http_route(d.http, EVHTTP_REQ_POST, "/ops/ussd", GW_HTTP_EXACT, on_ops_ussd, &d);
+    gw_http_route(d.http, EVHTTP_REQ_POST, "/ops/loans/", GW_HTTP_PREFIX, on_ops_loan, &d);
     if (gw_http_listen(d.http, cfg->listen_host, cfg->listen_port, err, sizeof err) != GW_OK) {
         gw_error("http", "%s", err);
         goto out;
@@ -308,6 +342,7 @@ static int run(struct gw_config *cfg)
     event_add(d.ev_sigint, NULL);
     gw_db_start(d.db);
     gw_outbox_start(d.outbox);
+    gw_flows_start(d.flows);
     gw_info("gatewayd", "Passerelle %s listening on http://%s:%d (node %s, %zu route%s)",
             PASSERELLE_VERSION, cfg->listen_host, cfg->listen_port, cfg->node_id, cfg->nroutes,
             cfg->nroutes > 1 ? "s" : "");
@@ -317,6 +352,7 @@ out:
     /* The database goes first: its pending callbacks still find everything they touch. */
     gw_db_free(d.db);
     gw_api_free(d.api);
+    gw_flows_free(d.flows);
     gw_outbox_free(d.outbox);
     gw_auth_free(d.auth);
     gw_http_free(d.http);

@@ -40,6 +40,9 @@ build() {
         fuzz_flow_match)
             clang "${cflags[@]}" -I"$root/flows" "$here/$name.c" "$root/flows/flow_match.c" \
                 -lunistring -o "$out/$name" ;;
+        fuzz_ussd_req)
+            clang "${cflags[@]}" -I"$root/flows" "$here/$name.c" "$root/flows/ussd_req.c" \
+                "$root/providers/prov_text.c" -o "$out/$name" ;;
         fuzz_rfc3339)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_util.c" $(pc --libs libsodium) \
                 -o "$out/$name" ;;
