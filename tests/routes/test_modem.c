@@ -13,6 +13,9 @@
  *     Status_Report file with MessageReference 255 makes it `delivered`.
  *   - USSD through `gatewayctl ussd`: the dummy answers "Reply for *100#"; a sim route cannot
  *     dial USSD (exit 4).
+ *   - Keyword flows through the modem: `Check-in 1234` and then `STOP` arrive in the phone's
+ *     inbox from a resident; the attendance is recorded, the resident opted out, and both
+ *     replies (the check-in thanks, the one STOP confirmation) go out through the modem.
  *   - The phone's directory disappears: /healthz shows the route down; a message posted
  *     meanwhile stays queued (the centre has no other route); the directory comes back: the
  *     route is up again and the message is sent.
@@ -319,6 +322,95 @@ static void test_inbound_national_sender(void **state)
     h_checks_done(&ck, "inbound from a national number");
 }
 
+/* The reply to inbound message `in_id`: "status|body" once it left through the modem. */
+static char *reply_of(long long in_id)
+{
+    return h_sql_str(S.conninfo,
+                     "SELECT status || '|' || route || '|' || coalesce(kind, '-') || '|' || body"
+                     " FROM messages WHERE idempotency_key = 'flow:%lld:0'"
+                     "   AND status IN ('sent', 'delivered')",
+                     in_id);
+}
+
+static long long wait_inbound(const char *from, const char *text)
+{
+    double t0 = h_now();
+    long long id = 0;
+    while (h_now() - t0 < 30 && id <= 0) {
+        char *v = h_sql_str(S.conninfo,
+                            "SELECT id::text FROM messages WHERE direction = 'in'"
+                            " AND phone = '%s' AND body = '%s'",
+                            from, text);
+        id = v ? strtoll(v, NULL, 10) : 0;
+        free(v);
+        if (id <= 0)
+            h_sleep_ms(200);
+    }
+    H_ASSERT(id > 0, "the SMS '%s' from %s put in the phone's inbox should be stored within 30 s",
+             text, from);
+    return id;
+}
+
+static char *wait_reply(long long in_id)
+{
+    double t0 = h_now();
+    char *r = NULL;
+    while (h_now() - t0 < 30 && !(r = reply_of(in_id)))
+        h_sleep_ms(200);
+    H_ASSERT(r, "the reply to inbound message %lld should leave through the modem within 30 s; "
+                "outbound: %s",
+             in_id,
+             h_sql_rows(S.conninfo, "SELECT id, status, route, idempotency_key, body FROM messages"
+                                    " WHERE direction = 'out' ORDER BY id"));
+    return r;
+}
+
+/* CHECK and STOP texted to the modem: effects recorded, replies sent through the modem. */
+static void test_flows_through_modem(void **state)
+{
+    (void)state;
+    start_daemon();
+    const char *resident = "+33698765434";
+    H_ASSERT(h_ctl(S.config, NULL, "centre", "seed", "Centre modem", NULL) == 0,
+             "gatewayctl centre seed: %s", h_ctl_stderr());
+    r_dummy_put_sms(S.phone, 3, 8, "0698765434", NULL, "Check-in 1234");
+    long long check_id = wait_inbound(resident, "Check-in 1234");
+    char *check_reply = wait_reply(check_id);
+    char *people = h_sql_str(S.conninfo,
+                             "SELECT a.people::text FROM attendance a JOIN contacts c"
+                             " ON c.id = a.contact_id WHERE c.phone = '%s'",
+                             resident);
+    r_dummy_put_sms(S.phone, 3, 9, "0698765434", NULL, "STOP");
+    long long stop_id = wait_inbound(resident, "STOP");
+    char *stop_reply = wait_reply(stop_id);
+    long long opted = h_sql_int(S.conninfo,
+                                "SELECT count(*) FROM contacts WHERE phone = '%s'"
+                                " AND opted_out_at IS NOT NULL",
+                                resident);
+    /* a message for the resident after the STOP is refused by the API */
+    struct h_resp *r = h_post_json(S.d, "/api/v1/messages", S.key,
+                                   "{\"to\":\"+33698765434\",\"text\":\"Rappel\"}");
+    struct h_checks ck = {0};
+    h_check(&ck,
+            !strcmp(check_reply, "sent|modem|replies|Merci ! Présence enregistrée : Atelier "
+                                 "cuisine, 1 personne(s)."),
+            "the check-in thanks went out through the modem: %s", check_reply);
+    h_check(&ck, people && !strcmp(people, "1"), "attendance for 1 person recorded: %s",
+            people ? people : "none");
+    h_check(&ck,
+            !strcmp(stop_reply, "sent|modem|optout|Vous ne recevrez plus de SMS de Centre modem. "
+                                "Pour vous réinscrire, envoyez START."),
+            "the STOP confirmation went out through the modem: %s", stop_reply);
+    h_check(&ck, opted == 1, "the resident is opted out: %lld", opted);
+    h_check(&ck, r->status == 422 && r->body && strstr(r->body, "\"opted_out\""),
+            "a send to the opted-out resident is refused: HTTP %ld %s", r->status, r->body);
+    h_resp_free(r);
+    free(check_reply);
+    free(stop_reply);
+    free(people);
+    h_checks_done(&ck, "keyword flows through the modem");
+}
+
 /* gatewayctl ussd on the modem route and on a sim route. */
 static void test_ussd(void **state)
 {
@@ -419,7 +511,8 @@ int main(int argc, char **argv)
     r_init("modem", argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inbound_concatenated),    cmocka_unit_test(test_long_french_sms),
-        cmocka_unit_test(test_inbound_national_sender), cmocka_unit_test(test_ussd),
+        cmocka_unit_test(test_inbound_national_sender), cmocka_unit_test(test_flows_through_modem),
+        cmocka_unit_test(test_ussd),
         cmocka_unit_test(test_modem_gone_and_back),
     };
     int failures = cmocka_run_group_tests_name("modem", tests, group_setup, NULL);
