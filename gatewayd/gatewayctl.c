@@ -29,6 +29,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,10 @@ static void usage(FILE *f)
             "                                   replies, reminders, alerts)\n"
             "  centre seed CENTRE               add demo activities (check-in codes 1234, 5678),\n"
             "                                   items, job offers and alert topics\n"
+            "  centre set CENTRE KEY=VALUE…     change centre settings (see README: unknown_numbers,\n"
+            "                                   loop_max_per_hour, checkin_open_before_min, …)\n"
+            "  template list CENTRE             the reply templates the centre uses\n"
+            "  template set CENTRE NAME TEXT    override one template for the centre ('-' = default)\n"
             "  loan list CENTRE                 loans waiting for staff or out\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
@@ -225,6 +230,53 @@ static int cmd_centre(int argc, char **argv)
         for (int i = 0; i < nroutes; i++)
             printf(" %s%s", i ? "→ " : "", routes[i]);
         printf("%s\n", nroutes ? "" : " (none: the 'all' list, else the default route)");
+    } else if (!strcmp(argv[0], "set")) {
+        /* known settings and the values they accept (as read by gatewayd/sql/002_flows.sql) */
+        static const struct {
+            const char *key, *pattern, *what;
+        } known[] = {
+            {"unknown_numbers", "^(contact|inbox)$", "contact or inbox"},
+            {"loop_max_per_hour", "^[1-9][0-9]{0,3}$", "a number from 1 to 9999"},
+            {"checkin_open_before_min", "^[0-9]{1,4}$", "minutes (0-9999)"},
+            {"checkin_close_after_min", "^[0-9]{1,4}$", "minutes (0-9999)"},
+            {"conversation_timeout_min", "^[1-9][0-9]{0,3}$", "minutes (1-9999)"},
+            {"loan_days", "^[1-9][0-9]{0,2}$", "days (1-999)"},
+            {"ussd_timeout_s", "^[1-9][0-9]{0,3}$", "seconds (1-9999)"},
+            {"display_name", "^.{1,40}$", "a name of at most 40 characters"},
+        };
+        if (argc < 3)
+            die(2, "centre set: expected CENTRE KEY=VALUE…");
+        json_t *patch = json_object();
+        for (int i = 2; i < argc; i++) {
+            const char *eq = strchr(argv[i], '=');
+            size_t k = 0;
+            if (eq)
+                while (k < sizeof known / sizeof known[0] &&
+                       (strlen(known[k].key) != (size_t)(eq - argv[i]) ||
+                        strncmp(known[k].key, argv[i], (size_t)(eq - argv[i])) != 0))
+                    k++;
+            if (!eq || k == sizeof known / sizeof known[0])
+                die(2, "centre set: '%s' is not KEY=VALUE with a known key (see README)", argv[i]);
+            regex_t re;
+            int bad = regcomp(&re, known[k].pattern, REG_EXTENDED | REG_NOSUB) != 0 ||
+                      regexec(&re, eq + 1, 0, NULL, 0) != 0;
+            regfree(&re);
+            if (bad)
+                die(2, "centre set: %s must be %s", known[k].key, known[k].what);
+            json_object_set_new(patch, known[k].key, json_string(eq + 1));
+        }
+        char *pj = json_dumps(patch, JSON_COMPACT);
+        json_decref(patch);
+        const char *pp[2] = {argv[1], pj};
+        PGresult *r = q(pg,
+                        "UPDATE centres SET settings = settings || $2::jsonb"
+                        " WHERE name = $1 OR id::text = $1 RETURNING settings::text",
+                        2, pp);
+        free(pj);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        printf("%s\n", PQgetvalue(r, 0, 0));
+        PQclear(r);
     } else if (!strcmp(argv[0], "seed")) {
         if (argc != 2)
             die(2, "centre seed: expected CENTRE");
@@ -240,6 +292,55 @@ static int cmd_centre(int argc, char **argv)
                argv[1]);
     } else {
         die(2, "centre: unknown subcommand '%s'", argv[0]);
+    }
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
+}
+
+static int cmd_template(int argc, char **argv)
+{
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    if (argc == 2 && !strcmp(argv[0], "list")) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "SELECT d.name, CASE WHEN o.body IS NULL THEN 'default' ELSE 'centre' END,"
+                        " replace(coalesce(o.body, d.body), E'\\n', ' | ')"
+                        " FROM centres c JOIN templates d ON d.centre_id IS NULL AND d.language = 'fr'"
+                        " LEFT JOIN templates o ON o.centre_id = c.id AND o.language = 'fr'"
+                        "  AND o.name = d.name"
+                        " WHERE c.name = $1 OR c.id::text = $1 ORDER BY d.name",
+                        1, p);
+        if (PQntuples(r) == 0)
+            die(3, "no centre named '%s'", argv[1]);
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-24s %-8s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                   PQgetvalue(r, i, 2));
+        PQclear(r);
+    } else if (argc == 4 && !strcmp(argv[0], "set")) {
+        const char *p[3] = {argv[1], argv[2], argv[3]};
+        PGresult *r = q(pg, "SELECT 1 FROM templates WHERE centre_id IS NULL AND name = $1", 1,
+                        p + 1);
+        if (PQntuples(r) == 0)
+            die(3, "no template named '%s' (gatewayctl template list CENTRE)", argv[2]);
+        PQclear(r);
+        if (!strcmp(argv[3], "-"))
+            r = q(pg,
+                  "DELETE FROM templates t USING centres c WHERE t.centre_id = c.id"
+                  " AND (c.name = $1 OR c.id::text = $1) AND t.name = $2 AND $3 = '-'",
+                  3, p);
+        else
+            r = q(pg,
+                  "INSERT INTO templates (centre_id, language, name, body)"
+                  " SELECT c.id, 'fr', $2, $3 FROM centres c WHERE c.name = $1 OR c.id::text = $1"
+                  " ON CONFLICT (centre_id, language, name) DO UPDATE SET body = EXCLUDED.body",
+                  3, p);
+        printf("%s template '%s' %s\n", argv[1], argv[2],
+               !strcmp(argv[3], "-") ? "back to the default" : "set");
+        PQclear(r);
+    } else {
+        die(2, "template: expected list CENTRE, or set CENTRE NAME TEXT");
     }
     PQfinish(pg);
     gw_config_free(cfg);
@@ -612,6 +713,8 @@ int main(int argc, char **argv)
         return cmd_centre(n, rest);
     if (!strcmp(cmd, "key"))
         return cmd_key(n, rest);
+    if (!strcmp(cmd, "template"))
+        return cmd_template(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))
         return cmd_loan(n, rest);
     curl_global_init(CURL_GLOBAL_DEFAULT);
