@@ -233,6 +233,9 @@ ctl migrate || die "gatewayctl migrate failed"
 
 CENTRE_ID=$(ctl centre create "$CENTRE" --route sim --if-missing) ||
     die "gatewayctl centre create failed"
+# activities (check-in codes 1234, 5678), items, job offers and alert topics for the flows;
+# the sessions are moved around "now" at every start
+ctl centre seed "$CENTRE" >/dev/null || die "gatewayctl centre seed failed"
 
 if [ -s "$KEYFILE" ] && ctl key check "$(cat "$KEYFILE")" >/dev/null 2>&1; then
     info "reusing the API key in $KEYFILE"
@@ -305,9 +308,16 @@ $RULE
 
     curl -s $BASE/api/v1/messages/<id> $AUTH
 
-  Simulate an inbound SMS:
+  Text a keyword as a resident would (AIDE, CHECK 1234, JOB, PRET, ALERTE, STOP…),
+  then see the reply among the number's messages:
 
-    curl -s -X POST $BASE/providers/sim/inbound -d from=0612345678 -d text=AIDE
+    curl -s -X POST $BASE/providers/sim/inbound -d from=0612345678 --data-urlencode 'text=Check-in 1234'
+    curl -s "$BASE/api/v1/messages?to=0612345678" $AUTH
+
+  Walk the USSD menu (each answer joined by *):
+
+    curl -s $BASE/ussd/$CENTRE_ID -d sessionId=demo$$ -d phoneNumber=%2B33612345678 -d text=
+    curl -s $BASE/ussd/$CENTRE_ID -d sessionId=demo$$ -d phoneNumber=%2B33612345678 -d text=2
 
   Health and metrics:
 
