@@ -1,6 +1,7 @@
 /* gw_outbox — see gw_outbox.h. */
 #include "gw_outbox.h"
 #include "flow_match.h"
+#include <unistr.h>
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_http.h"
@@ -608,6 +609,37 @@ static void inbound_stored(void *arg, PGresult *res, const char *err)
     free(c);
 }
 
+/* What a network gave as text, made valid UTF-8 (PostgreSQL refuses anything else): each
+ * invalid byte becomes U+FFFD, NULs are dropped. An inbound SMS is never lost to its bytes. */
+static char *utf8_clean(const char *s, size_t len, int *changed)
+{
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        abort();
+    size_t o = 0;
+    const uint8_t *p = (const uint8_t *)s, *end = p + len;
+    *changed = 0;
+    while (p < end) {
+        ucs4_t uc;
+        int n = u8_mbtoucr(&uc, p, (size_t)(end - p));
+        if (n < 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p += n == -2 ? (size_t)(end - p) : 1;
+            *changed = 1;
+        } else if (uc == 0) {
+            p += n;
+            *changed = 1;
+        } else {
+            memcpy(out + o, p, (size_t)n);
+            o += (size_t)n;
+            p += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn done, void *arg)
 {
     struct route *r = ctx;
@@ -622,9 +654,10 @@ static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn 
      * alphanumeric senders): an inbound message is never dropped for its sender's format. */
     if (prov_phone_normalize(in->from, o->cfg->default_region, c->phone, sizeof c->phone) != 0)
         snprintf(c->phone, sizeof c->phone, "%s", in->from);
-    c->text = strdup(in->text ? in->text : "");
-    if (!c->text)
-        abort();
+    int changed;
+    c->text = utf8_clean(in->text ? in->text : "", in->text ? strlen(in->text) : 0, &changed);
+    if (changed)
+        gw_warn(r->name, "inbound SMS with bytes that are not UTF-8: stored with U+FFFD instead");
     char ts[32] = "", seg[12];
     if (in->received_at > 0)
         gw_format_rfc3339(in->received_at, ts, sizeof ts);
