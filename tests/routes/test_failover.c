@@ -11,6 +11,9 @@
  *   2. The mock answers normally again: probes (one message at a time) until /healthz shows
  *      isp up with its circuit closed; then new messages go out through isp (route isp, in the
  *      mock's /_mock/sent once each, delivered by its reports).
+ *   3. A resident texts STOP to the modem: the contact is opted out and the centre's iSendPro
+ *      account is told (the mock gets setlisteNoire for that number), so iSendPro refuses the
+ *      number too.
  */
 #include "routes_common.h"
 
@@ -91,6 +94,35 @@ static void setup(void)
              S.phone, w.seen);
     w = (struct route_wait){.route = "isp", .state = "up", .circuit = "closed"};
     H_ASSERT(route_is(&w), "isp should start up with its circuit closed; %s", w.seen);
+}
+
+struct blacklist_wait {
+    const char *num;
+    char seen[1024];
+};
+
+/* The mock recorded a setlisteNoire request for bw->num. */
+static int blacklisted(void *arg)
+{
+    struct blacklist_wait *bw = arg;
+    json_t *reqs = r_mock_get(S.mock, "requests");
+    size_t i;
+    json_t *e;
+    int found = 0;
+    bw->seen[0] = '\0';
+    json_array_foreach(reqs, i, e)
+    {
+        const char *path = json_string_value(json_object_get(e, "path"));
+        const char *num = json_string_value(json_object_get(json_object_get(e, "fields"), "num"));
+        if (path && strcasestr(path, "listenoire")) {
+            size_t n = strlen(bw->seen);
+            snprintf(bw->seen + n, sizeof bw->seen - n, "%s num=%s; ", path, num ? num : "-");
+            if (strcasestr(path, "setlistenoire") && num && !strcmp(num, bw->num))
+                found = 1;
+        }
+    }
+    json_decref(reqs);
+    return found;
 }
 
 static void test_failover_and_back(void **state)
@@ -296,6 +328,18 @@ static void test_failover_and_back(void **state)
     free(url);
     free(after);
     free(frep);
+
+    /* STOP through the modem: the iSendPro blacklist of the centre's other route is told */
+    r_dummy_put_sms(S.phone, 3, 11, "0698765499", NULL, "STOP");
+    struct blacklist_wait bw = {.num = "33698765499"};
+    int told = h_poll(30, 250, blacklisted, &bw);
+    long long opted = h_sql_int(S.conninfo,
+                                "SELECT count(*) FROM contacts WHERE phone = '+33698765499'"
+                                " AND opted_out_at IS NOT NULL");
+    h_check(&ck2, told, "STOP texted to the modem: the mock got setlisteNoire with num=%s: %s",
+            bw.num, bw.seen);
+    h_check(&ck2, opted == 1, "STOP texted to the modem: the contact is opted out (%lld)", opted);
+
     h_daemon_stop_check(S.d, &ck2);
     r_mock_stop(S.mock);
     h_checks_done(&ck2, "back to isp (and a report from another route)");
