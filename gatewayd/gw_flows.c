@@ -185,6 +185,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         "SELECT fr.message_id, fr.centre_id, fr.phone, fr.route, fr.replies FROM flow_runs fr"
         " WHERE fr.at > now() - interval '10 minutes' AND fr.at < now() - interval '5 seconds'"
         "   AND jsonb_array_length(fr.replies) > 0"
+        /* a reply refused because the number opted out since is not retried (the STOP
+         * confirmation itself is always sent) */
+        "   AND (fr.flow = 'stop' OR NOT EXISTS (SELECT 1 FROM contacts c"
+        "          WHERE c.centre_id = fr.centre_id AND c.phone = fr.phone"
+        "            AND c.opted_out_at IS NOT NULL))"
         "   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.centre_id = fr.centre_id"
         "                      AND m.idempotency_key = 'flow:' || fr.message_id || ':0')"
         " ORDER BY fr.at LIMIT 500";
@@ -351,8 +356,10 @@ static void loan_done(void *arg, PGresult *res, const char *err)
                      json_string_value(json_object_get(r, "phone")), NULL,
                      json_object_get(r, "replies"), prefix);
         gw_http_json(l->req, 200,
-                     json_pack("{s:I,s:s,s:O}", "loan", (json_int_t)l->loan, "action", l->action,
-                               "sms", json_object_get(r, "replies")));
+                     json_pack("{s:I,s:s,s:O,s:b}", "loan", (json_int_t)l->loan, "action",
+                               l->action, "sms", json_object_get(r, "replies"),
+                               "resident_opted_out",
+                               json_is_true(json_object_get(r, "resident_opted_out"))));
     }
     json_decref(r);
     free(l);

@@ -410,6 +410,7 @@ INSERT INTO templates (centre_id, language, name, body) VALUES
  (NULL, 'fr', 'ussd_start_label', 'Recevoir à nouveau les SMS'),
  (NULL, 'fr', 'ussd_check_code', 'Code de l''activité (sur l''affiche) :'),
  (NULL, 'fr', 'ussd_check_people', 'Nombre de personnes (1 à 20) :'),
+ (NULL, 'fr', 'ussd_check_unknown', 'Code {code} inconnu. Vérifiez le code sur l''affiche et composez à nouveau {service}.'),
  (NULL, 'fr', 'ussd_jobs', 'Offres d''emploi :
 {list}
 Choisissez un numéro :'),
@@ -1026,7 +1027,7 @@ BEGIN
         IF n = 1 THEN
             fin := false; screen := gw_tpl(cen.id, lang, 'ussd_check_code', v);
         ELSIF p_steps[2] !~ '^[0-9]{3,6}$' THEN
-            screen := gw_tpl(cen.id, lang, 'check_unknown', v || jsonb_build_object('code', p_steps[2]));
+            screen := gw_tpl(cen.id, lang, 'ussd_check_unknown', v || jsonb_build_object('code', p_steps[2]));
         ELSIF n = 2 THEN
             fin := false; screen := gw_tpl(cen.id, lang, 'ussd_check_people', v);
         ELSIF n = 3 THEN
@@ -1034,7 +1035,8 @@ BEGIN
                             CASE WHEN p_steps[3] = '' THEN 1
                                  WHEN p_steps[3] ~ '^[0-9]{1,2}$' THEN p_steps[3]::int
                                  ELSE 0 END, 'ussd');
-            screen := gw_tpl(cen.id, lang, 'check_' || (r ->> 'result'), v || r);
+            screen := gw_tpl(cen.id, lang, CASE WHEN r ->> 'result' = 'unknown' THEN 'ussd_check_unknown'
+                                                ELSE 'check_' || (r ->> 'result') END, v || r);
         END IF;
     ELSIF c1 = '2' THEN                                   -- job offers: list, pick, SMS
         IF n = 1 THEN
@@ -1173,6 +1175,11 @@ BEGIN
     v := jsonb_build_object('centre', coalesce(cen.settings ->> 'display_name', cen.name),
                             'item', it.name,
                             'date', to_char(ln.due_at AT TIME ZONE cen.timezone, 'DD/MM/YYYY'));
+    IF ct.opted_out_at IS NOT NULL THEN
+        -- done, but the resident said STOP: no SMS
+        RETURN jsonb_build_object('centre_id', cen.id, 'phone', ct.phone, 'loan', p_loan,
+                                  'replies', '[]'::jsonb, 'resident_opted_out', true);
+    END IF;
     RETURN jsonb_build_object('centre_id', cen.id, 'phone', ct.phone, 'loan', p_loan,
                               'replies', jsonb_build_array(jsonb_build_object(
                                   'text', gw_tpl(cen.id, ct.language, tpl, v))));

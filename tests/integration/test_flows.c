@@ -62,6 +62,9 @@ static struct {
     "Quel est le code de l'activité ? Répondez avec le code affiché (ex. 1234)."
 #define T_CHECK_UNKNOWN(code)                                                                      \
     "Code " code " inconnu. Vérifiez le code sur l'affiche et renvoyez CHECK + code."
+/* the same on a USSD screen, which cannot be answered by SMS */
+#define T_USSD_CHECK_UNKNOWN(code)                                                                  \
+    "Code " code " inconnu. Vérifiez le code sur l'affiche et composez à nouveau *384*12#."
 #define T_JOB_LIST                                                                                 \
     "Offres : 4 Vendeur en boulangerie ; 3 Aide cuisinier ; 2 Agent d'entretien. Envoyez JOB + " \
     "numéro pour le détail."
@@ -1164,7 +1167,7 @@ static void test_ussd_sessions(void **state)
     ussd_step("bd1", USSD_PHONE, "", "CON " MENU_STOP);
     ussd_step("bd1", USSD_PHONE, "9", "END Choix invalide. Composez à nouveau *384*12#.");
     ussd_step("bd2", USSD_PHONE, "", "CON " MENU_STOP);
-    ussd_step("bd2", USSD_PHONE, "1*abc", "END " T_CHECK_UNKNOWN("abc"));
+    ussd_step("bd2", USSD_PHONE, "1*abc", "END " T_USSD_CHECK_UNKNOWN("abc"));
     ussd_step("bd3", USSD_PHONE, "", "CON " MENU_STOP);
     ussd_step("bd3", USSD_PHONE, "2*9", "END Choix invalide. Composez à nouveau *384*12#.");
     ussd_step("bd4", USSD_PHONE, "", "CON " MENU_STOP);
