@@ -63,6 +63,9 @@ static void usage(FILE *f)
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
             "  key revoke PREFIX                revoke a key (psk_xxxxxxxxxxxx)\n"
+            "  partner create CENTRE NAME [--topics T,…] [--jobs] [--rate N]   a partner's webhook\n"
+            "                                   key id and secret (shown once); partner list\n"
+            "                                   CENTRE; partner revoke KEYID\n"
             "\n"
             "runtime (HTTP, default --url http://127.0.0.1:8080):\n"
             "  status                           daemon, database and route health\n"
@@ -243,6 +246,13 @@ static int cmd_centre(int argc, char **argv)
             {"loan_days", "^[1-9][0-9]{0,2}$", "days (1-999)"},
             {"ussd_timeout_s", "^[1-9][0-9]{0,3}$", "seconds (1-9999)"},
             {"display_name", "^.{1,40}$", "a name of at most 40 characters"},
+            {"fanout_max", "^([1-9][0-9]{0,5}|1000000)$", "a number from 1 to 1000000"},
+            {"daily_cap", "^([1-9]|[1-4][0-9]|50)$", "a number from 1 to 50"},
+            {"quiet_start", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time HH:MM"},
+            {"quiet_end", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time HH:MM"},
+            {"quiet_sundays", "^(yes|no)$", "yes or no"},
+            {"quiet_holidays", "^(yes|no)$", "yes or no"},
+            {"catchup_min", "^([0-9]{1,4}|100[0-7][0-9]|10080)$", "minutes (0-10080)"},
         };
         if (argc < 3)
             die(2, "centre set: expected CENTRE KEY=VALUE…");
@@ -421,6 +431,144 @@ static int cmd_key(int argc, char **argv)
         PQclear(r);
     } else {
         die(2, "key: unknown subcommand '%s'", argv[0]);
+    }
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return rc;
+}
+
+/* Partner organisations (signed webhooks, gw_partners.c): the secret is kept as given, since
+ * the daemon needs it to check HMAC signatures; it is printed once, at creation. */
+static int cmd_partner(int argc, char **argv)
+{
+    if (argc < 2)
+        die(2, "partner: expected create CENTRE NAME [--topics T,…] [--jobs] [--rate N], "
+               "list CENTRE or revoke KEYID");
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    int rc = 0;
+    if (!strcmp(argv[0], "create")) {
+        if (argc < 3)
+            die(2, "partner create: expected CENTRE NAME [--topics T,…] [--jobs] [--rate N]");
+        const char *topics = "", *rate = "60";
+        int jobs = 0;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--topics") && i + 1 < argc)
+                topics = argv[++i];
+            else if (!strcmp(argv[i], "--jobs"))
+                jobs = 1;
+            else if (!strcmp(argv[i], "--rate") && i + 1 < argc)
+                rate = argv[++i];
+            else
+                die(2, "partner create: unexpected argument '%s'", argv[i]);
+        }
+        int64_t rv;
+        if (gw_parse_i64(rate, 1, 100000, &rv) != GW_OK)
+            die(2, "partner create: --rate is requests a minute, from 1 to 100000");
+        if (!*argv[2] || strlen(argv[2]) > 100)
+            die(2, "partner create: the name must be 1 to 100 characters");
+        /* "sortie, Atelier" → ["sortie","atelier"] */
+        json_t *list = json_array();
+        for (const char *s = topics; *s;) {
+            const char *end = strchr(s, ',');
+            size_t n = end ? (size_t)(end - s) : strlen(s);
+            char t[128];
+            while (n && *s == ' ')
+                s++, n--;
+            while (n && s[n - 1] == ' ')
+                n--;
+            if (n >= sizeof t)
+                die(2, "partner create: topic name too long");
+            memcpy(t, s, n);
+            t[n] = '\0';
+            for (char *x = t; *x; x++)
+                if (*x >= 'A' && *x <= 'Z')
+                    *x = (char)(*x - 'A' + 'a');
+            if (n)
+                json_array_append_new(list, json_string(t));
+            s = end ? end + 1 : s + strlen(s);
+        }
+        char *tj = json_dumps(list, JSON_COMPACT);
+        json_decref(list);
+        const char *pc[1] = {argv[1]};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        char centre[24];
+        snprintf(centre, sizeof centre, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        const char *pt[2] = {centre, tj};
+        r = q(pg,
+              "SELECT t FROM json_array_elements_text($2::json) t WHERE NOT EXISTS"
+              " (SELECT 1 FROM topics WHERE centre_id = $1 AND kind = 'alert' AND name = t)",
+              2, pt);
+        if (PQntuples(r) > 0)
+            die(1, "centre '%s' has no alert topic '%s'", argv[1], PQgetvalue(r, 0, 0));
+        PQclear(r);
+        const char *pn[2] = {centre, argv[2]};
+        r = q(pg, "SELECT 1 FROM partners WHERE centre_id = $1 AND name = $2", 2, pn);
+        if (PQntuples(r) > 0)
+            die(1, "centre '%s' already has a partner named '%s' (partner list)", argv[1],
+                argv[2]);
+        PQclear(r);
+        uint8_t kid[8], sec[32];
+        char key_id[3 + 2 * sizeof kid + 1], secret[2 * sizeof sec + 1];
+        randombytes_buf(kid, sizeof kid);
+        randombytes_buf(sec, sizeof sec);
+        memcpy(key_id, "pk_", 3);
+        sodium_bin2hex(key_id + 3, sizeof key_id - 3, kid, sizeof kid);
+        sodium_bin2hex(secret, sizeof secret, sec, sizeof sec);
+        sodium_memzero(sec, sizeof sec);
+        char rs[24];
+        snprintf(rs, sizeof rs, "%lld", (long long)rv);
+        const char *pp[7] = {centre, argv[2], key_id, secret, tj, jobs ? "true" : "false", rs};
+        PQclear(q(pg,
+                  "INSERT INTO partners (centre_id, name, key_id, secret, topics, may_post_jobs,"
+                  " rate_per_min) VALUES ($1, $2, $3, $4,"
+                  " ARRAY(SELECT json_array_elements_text($5::json)), $6, $7)",
+                  7, pp));
+        free(tj);
+        fprintf(stderr, "partner '%s' created for centre %s; the secret is shown only now:\n",
+                argv[2], centre);
+        printf("key_id %s\nsecret %s\n", key_id, secret);
+        sodium_memzero(secret, sizeof secret);
+    } else if (!strcmp(argv[0], "list")) {
+        const char *pc[1] = {argv[1]};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        PQclear(r);
+        r = q(pg,
+              "SELECT p.key_id, p.name, coalesce(nullif(array_to_string(p.topics, ','), ''), '-'),"
+              " CASE WHEN p.may_post_jobs THEN 'yes' ELSE 'no' END, p.rate_per_min,"
+              " to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD'),"
+              " coalesce(to_char(p.revoked_at AT TIME ZONE c.timezone, 'YYYY-MM-DD'), '-')"
+              " FROM partners p JOIN centres c ON c.id = p.centre_id"
+              " WHERE c.name = $1 OR c.id::text = $1 ORDER BY p.id",
+              1, pc);
+        printf("%-20s %-24s %-24s %-5s %-6s %-10s %s\n", "key id", "name", "topics", "jobs",
+               "rate", "created", "revoked");
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-20s %-24s %-24s %-5s %-6s %-10s %s\n", PQgetvalue(r, i, 0),
+                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+        PQclear(r);
+    } else if (!strcmp(argv[0], "revoke")) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "UPDATE partners SET revoked_at = now() WHERE key_id = $1"
+                        " AND revoked_at IS NULL RETURNING name",
+                        1, p);
+        if (PQntuples(r) == 0) {
+            fprintf(stderr, "gatewayctl: no active partner with key id %s\n", argv[1]);
+            rc = 3;
+        } else {
+            printf("revoked %s (%s); takes effect within a minute on running daemons\n", argv[1],
+                   PQgetvalue(r, 0, 0));
+        }
+        PQclear(r);
+    } else {
+        die(2, "partner: unknown subcommand '%s'", argv[0]);
     }
     PQfinish(pg);
     gw_config_free(cfg);
@@ -617,8 +765,11 @@ static int cmd_loan(int argc, char **argv)
     int rc = 1;
     if (st == 200 && j) {
         json_t *sms = json_array_get(json_object_get(j, "sms"), 0);
-        printf("loan %lld: %s done; SMS to the resident: %s\n", id, argv[0],
-               json_string_value(json_object_get(sms, "text")));
+        if (json_is_true(json_object_get(j, "resident_opted_out")))
+            printf("loan %lld: %s done; no SMS: the resident opted out (STOP)\n", id, argv[0]);
+        else
+            printf("loan %lld: %s done; SMS to the resident: %s\n", id, argv[0],
+                   json_string_value(json_object_get(sms, "text")));
         rc = 0;
     } else {
         const char *msg = j ? json_string_value(json_object_get(json_object_get(j, "error"),
@@ -715,6 +866,8 @@ int main(int argc, char **argv)
         return cmd_key(n, rest);
     if (!strcmp(cmd, "template"))
         return cmd_template(n, rest);
+    if (!strcmp(cmd, "partner"))
+        return cmd_partner(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))
         return cmd_loan(n, rest);
     curl_global_init(CURL_GLOBAL_DEFAULT);

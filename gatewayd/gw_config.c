@@ -237,6 +237,19 @@ static int handler(void *user, const char *section, const char *key, const char 
             }
         }
         ERR("unknown key '%s' in [outbox]", key);
+    } else if (!strcmp(section, "scheduler")) {
+        if (!strcmp(key, "enabled")) {
+            if (parse_bool(value, &c->sched_enabled) < 0)
+                ERR("enabled must be yes or no");
+        } else if (!strcmp(key, "interval_ms")) {
+            if (parse_int(value, 50, 60000, &c->sched_interval_ms) < 0)
+                ERR("interval_ms must be between 50 and 60000");
+        } else if (!strcmp(key, "batch_size")) {
+            if (parse_int(value, 1, 20000, &c->sched_batch_size) < 0)
+                ERR("batch_size must be between 1 and 20000");
+        } else {
+            ERR("unknown key '%s' in [scheduler]", key);
+        }
     } else if (!strcmp(section, "ussd")) {
         /* the aggregator's callback: a token in its URL, and its form field names */
         struct {
@@ -283,6 +296,9 @@ static void defaults(struct gw_config *c)
     c->batch_size = 500;
     c->lease_seconds = 60;
     c->poll_interval_ms = 500;
+    c->sched_enabled = 1;
+    c->sched_interval_ms = 1000;
+    c->sched_batch_size = 1000;
     /* Africa's Talking's field names, the de-facto convention */
     c->ussd_field_session = xstrdup("sessionId");
     c->ussd_field_service = xstrdup("serviceCode");

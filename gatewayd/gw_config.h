@@ -46,6 +46,10 @@ struct gw_config {
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_ms;
+    /* [scheduler] */
+    int sched_enabled;     /* run the scheduler on this node (any node may; one at a time) */
+    int sched_interval_ms; /* pause between passes when there is nothing more to do */
+    int sched_batch_size;  /* reminders / deliveries per claim */
     /* [ussd] */
     char *ussd_token; /* required as ?token= on /ussd/{centre} when set */
     char *ussd_field_session, *ussd_field_service, *ussd_field_phone, *ussd_field_text,

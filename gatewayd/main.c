@@ -19,6 +19,7 @@
 #include "gw_migrate.h"
 #include "gw_outbox.h"
 #include "gw_flows.h"
+#include "gw_partners.h"
 #include "gw_util.h"
 
 #include <event2/buffer.h>
@@ -51,6 +52,7 @@ struct daemon {
     struct gw_outbox *outbox;
     struct gw_api *api;
     struct gw_flows *flows;
+    struct gw_partners *partners;
     struct event *ev_sigterm, *ev_sigint, *ev_grace;
     int64_t started_ms;
     int stopping;
@@ -103,6 +105,7 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
                         (unsigned long long)s->reconnects);
     gw_outbox_metrics(d->outbox, out);
     gw_flows_metrics(d->flows, out);
+    gw_partners_metrics(d->partners, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
         uint64_t n = gw_http_count(st);
@@ -324,6 +327,7 @@ static int run(struct gw_config *cfg)
     d.auth = gw_auth_new(d.db);
     d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
     d.flows = gw_flows_new(d.base, d.db, d.outbox, cfg, d.http);
+    d.partners = gw_partners_new(d.db, cfg, d.http);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
     gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
@@ -353,6 +357,7 @@ out:
     gw_db_free(d.db);
     gw_api_free(d.api);
     gw_flows_free(d.flows);
+    gw_partners_free(d.partners);
     gw_outbox_free(d.outbox);
     gw_auth_free(d.auth);
     gw_http_free(d.http);

@@ -183,13 +183,20 @@ BEGIN
     IF n > lim AND NOT p_large_ok THEN
         RETURN jsonb_build_object('error', 'too_large', 'limit', lim, 'recipients', n);
     END IF;
-    INSERT INTO alerts (centre_id, topic_id, body, urgent, expires_at, created_by, recipients)
-    VALUES (p_centre, t.id, p_body, coalesce(p_urgent, false), p_expires, p_created_by, n)
+    INSERT INTO alerts (centre_id, topic_id, body, urgent, expires_at, created_by)
+    VALUES (p_centre, t.id, p_body, coalesce(p_urgent, false), p_expires, p_created_by)
     RETURNING id INTO aid;
-    INSERT INTO deliveries (centre_id, contact_id, kind, alert_id, body, urgent, due_at, expires_at)
-    SELECT p_centre, c.id, 'alerts', aid, p_body, coalesce(p_urgent, false), now(), p_expires
-      FROM subscriptions s JOIN contacts c ON c.id = s.contact_id
-     WHERE s.topic_id = t.id AND c.opted_out_at IS NULL AND c.consent_at IS NOT NULL;
+    -- the recipients are the deliveries made (the count above only guards the size)
+    WITH d AS (
+        INSERT INTO deliveries (centre_id, contact_id, kind, alert_id, body, urgent, due_at,
+                                expires_at)
+        SELECT p_centre, c.id, 'alerts', aid, p_body, coalesce(p_urgent, false), now(), p_expires
+          FROM subscriptions s JOIN contacts c ON c.id = s.contact_id
+         WHERE s.topic_id = t.id AND c.opted_out_at IS NULL AND c.consent_at IS NOT NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM d;
+    UPDATE alerts SET recipients = n WHERE id = aid;
     RETURN jsonb_build_object('id', aid, 'recipients', n, 'topic', t.name);
 END;
 $$;
@@ -208,17 +215,25 @@ DECLARE
     created boolean;
     n int := 0;
 BEGIN
-    -- numbers are per centre: serialise publishers of one centre
-    PERFORM pg_advisory_xact_lock(hashtext('passerelle:jobs'), p_centre::int);
-    INSERT INTO jobs (centre_id, number, external_id, source, title, body, contact, category,
-                      expires_at)
-    VALUES (p_centre, (SELECT coalesce(max(number), 0) + 1 FROM jobs WHERE centre_id = p_centre),
-            p_external_id, p_source, p_title, coalesce(p_body, ''), coalesce(p_contact, ''),
-            p_category, p_expires)
-    ON CONFLICT (centre_id, source, external_id) DO UPDATE
-       SET title = EXCLUDED.title, body = EXCLUDED.body, contact = EXCLUDED.contact,
-           category = EXCLUDED.category, expires_at = EXCLUDED.expires_at, withdrawn_at = NULL
-    RETURNING (xmax = 0), id INTO created, jid;
+    -- numbers are per centre: serialise publishers of one centre (then a plain look-up tells
+    -- a new offer from an update)
+    PERFORM pg_advisory_xact_lock(hashtext('passerelle:jobs:' || p_centre));
+    SELECT id INTO jid FROM jobs
+     WHERE centre_id = p_centre AND source = p_source AND external_id = p_external_id;
+    created := jid IS NULL;
+    IF created THEN
+        INSERT INTO jobs (centre_id, number, external_id, source, title, body, contact, category,
+                          expires_at)
+        VALUES (p_centre, (SELECT coalesce(max(number), 0) + 1 FROM jobs WHERE centre_id = p_centre),
+                p_external_id, p_source, p_title, coalesce(p_body, ''), coalesce(p_contact, ''),
+                p_category, p_expires)
+        RETURNING id INTO jid;
+    ELSE
+        UPDATE jobs SET title = p_title, body = coalesce(p_body, ''),
+               contact = coalesce(p_contact, ''), category = p_category, expires_at = p_expires,
+               withdrawn_at = NULL
+         WHERE id = jid;
+    END IF;
     SELECT * INTO j FROM jobs WHERE id = jid;
     IF created AND j.category IS NOT NULL THEN
         -- add the offer to a pending job alert, or start one
@@ -332,7 +347,7 @@ $$;
 CREATE FUNCTION gw_sched_claim(p_node text, p_limit int, p_lease_s int)
 RETURNS TABLE (id bigint, timezone text, schedule text, start_local text, rrule text,
                appointment_local text, offsets text, next_at double precision, next_key text,
-               catchup_min int, lease_token bigint)
+               catchup_min int, updated_at double precision, lease_token bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -360,7 +375,8 @@ BEGIN
            to_char(u.start_local, 'YYYY-MM-DD HH24:MI'), u.rrule,
            to_char(u.appointment_local, 'YYYY-MM-DD HH24:MI'), u.offsets::text,
            extract(epoch FROM u.next_at)::double precision, u.next_key,
-           gw_setting(ce.settings, 'catchup_min', '360')::int, tok
+           gw_setting(ce.settings, 'catchup_min', '360')::int,
+           extract(epoch FROM u.updated_at)::double precision, tok
       FROM u JOIN centres ce ON ce.id = u.centre_id;
 END;
 $$;
@@ -438,7 +454,7 @@ CREATE FUNCTION gw_release_claim(p_node text, p_limit int, p_lease_s int)
 RETURNS TABLE (id bigint, centre_id bigint, contact_id bigint, phone text, kind text,
                body text, urgent boolean, timezone text, quiet_start int, quiet_end int,
                quiet_sundays boolean, quiet_holidays boolean, daily_cap int, sent_today int,
-               jobs_today int, lease_token bigint)
+               jobs_today int, due_at double precision, lease_token bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
 AS $$
@@ -541,7 +557,7 @@ BEGIN
              WHERE x.contact_id = u.contact_id AND x.status = 'queued' AND x.kind = 'jobs'
                AND x.released_at >= (date_trunc('day', now() AT TIME ZONE ce.timezone)
                                      AT TIME ZONE ce.timezone)),
-           tok
+           extract(epoch FROM u.due_at)::double precision, tok
       FROM u JOIN contacts ct ON ct.id = u.contact_id JOIN centres ce ON ce.id = u.centre_id
      ORDER BY u.due_at, u.id;
 END;

@@ -619,6 +619,20 @@ static json_t *list(const char *key, const char *query)
     return j;
 }
 
+struct reply_wait {
+    long long in_id, reply_id;
+};
+
+static int reply_queued(void *arg)
+{
+    struct reply_wait *w = arg;
+    char *v = h_sql_str(G.conninfo, "SELECT id::text FROM messages WHERE idempotency_key = 'flow:%lld:0'",
+                        w->in_id);
+    w->reply_id = v ? strtoll(v, NULL, 10) : 0;
+    free(v);
+    return w->reply_id > 0;
+}
+
 static void test_inbound_and_list_direction(void **state)
 {
     (void)state;
@@ -662,16 +676,27 @@ static void test_inbound_and_list_direction(void **state)
     struct h_resp *r = h_get(G.d, "/api/v1/messages?direction=sideways", G.key_a);
     h_expect_error(r, 400, "bad_parameter", "direction=sideways");
     h_resp_free(r);
-    /* the newest message comes first: ids strictly decrease */
+    /* AIDE is a keyword: the help reply follows the inbound message (queued just after its
+     * 200); once it is there, the newest message first: the reply, then the inbound */
+    struct reply_wait rw = {.in_id = id};
+    H_ASSERT(h_poll(10, 100, reply_queued, &rw),
+             "the automatic reply to AIDE (message %lld) should be queued within 10 s", id);
     l = list(G.key_a, "");
     long long prev = 0;
     json_array_foreach(json_object_get(l, "messages"), i, m)
     {
         long long mid = h_jint(m, "id");
         H_ASSERT(i == 0 || mid < prev, "the list is not newest first: %lld after %lld", mid, prev);
-        if (i == 0)
-            H_ASSERT(mid == id, "the newest message should be the inbound %lld, got %lld", id,
-                     mid);
+        if (i == 0) {
+            const char *dir = h_jstr(m, "direction"), *to = h_jstr(m, "to");
+            H_ASSERT(mid == rw.reply_id && dir && !strcmp(dir, "out") && to &&
+                         !strcmp(to, "+33612345678"),
+                     "the newest message should be the reply %lld to +33612345678, got %lld "
+                     "(%s to %s)",
+                     rw.reply_id, mid, dir ? dir : "?", to ? to : "?");
+        }
+        if (i == 1)
+            H_ASSERT(mid == id, "the second newest should be the inbound %lld, got %lld", id, mid);
         prev = mid;
     }
     json_decref(l);
