@@ -21,6 +21,8 @@
 #include "gw_config.h"
 #include "gw_log.h"
 #include "gw_migrate.h"
+#include "prov_phone.h"
+#include "sched_time.h"
 #include "gw_util.h"
 
 #include <curl/curl.h>
@@ -60,6 +62,11 @@ static void usage(FILE *f)
             "  template list CENTRE             the reply templates the centre uses\n"
             "  template set CENTRE NAME TEXT    override one template for the centre ('-' = default)\n"
             "  loan list CENTRE                 loans waiting for staff or out\n"
+            "  reminder create CENTRE PHONE --text TEXT (--at TIME | --rrule RULE --start TIME |\n"
+            "           --appointment TIME --offset 1d@18:00 --offset 2h …) [--place P] [--urgent]\n"
+            "           [--ack [--followup-min N]] [--by LOGIN]   times are local YYYY-MM-DD HH:MM\n"
+            "  reminder list CENTRE [PHONE]     reminders and their next occurrence\n"
+            "  reminder cancel ID               cancel a reminder and what it has not sent yet\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
             "  key revoke PREFIX                revoke a key (psk_xxxxxxxxxxxx)\n"
@@ -439,6 +446,173 @@ static int cmd_key(int argc, char **argv)
 
 /* Partner organisations (signed webhooks, gw_partners.c): the secret is kept as given, since
  * the daemon needs it to check HMAC signatures; it is printed once, at creation. */
+/* "YYYY-MM-DD HH:MM" */
+static int valid_local(const char *t)
+{
+    struct sched_local l;
+    int64_t utc;
+    return t && sscanf(t, "%d-%d-%d %d:%d", &l.year, &l.month, &l.day, &l.hour, &l.minute) == 5 &&
+           sched_local_to_utc("UTC", &l, &utc) == 0;
+}
+
+/* --offset 1d@18:00 (the day before at 18:00), 1d (the day before, same time), 2h, 30m */
+static json_t *parse_offset(const char *o)
+{
+    char *end;
+    long n = strtol(o, &end, 10);
+    if (end == o || n < 0 || n > 10000)
+        return NULL;
+    if (*end == 'd') {
+        json_t *j = json_pack("{s:I}", "days", (json_int_t)n);
+        if (end[1] == '@') {
+            int h, m;
+            char tail;
+            if (sscanf(end + 2, "%d:%d%c", &h, &m, &tail) != 2 || h < 0 || h > 23 || m < 0 ||
+                m > 59) {
+                json_decref(j);
+                return NULL;
+            }
+            char hm[8];
+            snprintf(hm, sizeof hm, "%02d:%02d", h, m);
+            json_object_set_new(j, "time", json_string(hm));
+        } else if (end[1]) {
+            json_decref(j);
+            return NULL;
+        }
+        return j;
+    }
+    if ((*end == 'h' || *end == 'm') && !end[1])
+        return json_pack("{s:I}", "minutes", (json_int_t)(*end == 'h' ? n * 60 : n));
+    return NULL;
+}
+
+static int cmd_reminder(int argc, char **argv)
+{
+    if (argc < 1)
+        die(2, "reminder: expected create, list or cancel (see --help)");
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    if (!strcmp(argv[0], "create")) {
+        const char *centre = NULL, *phone = NULL, *text = NULL, *at = NULL, *rrule = NULL,
+                   *start = NULL, *appt = NULL, *place = NULL, *by = "gatewayctl";
+        int urgent = 0, ack = 0, followup = 180;
+        json_t *offsets = json_array();
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!strcmp(a, "--urgent"))
+                urgent = 1;
+            else if (!strcmp(a, "--ack"))
+                ack = 1;
+            else if (v && !strcmp(a, "--text"))
+                text = v, i++;
+            else if (v && !strcmp(a, "--at"))
+                at = v, i++;
+            else if (v && !strcmp(a, "--rrule"))
+                rrule = v, i++;
+            else if (v && !strcmp(a, "--start"))
+                start = v, i++;
+            else if (v && !strcmp(a, "--appointment"))
+                appt = v, i++;
+            else if (v && !strcmp(a, "--place"))
+                place = v, i++;
+            else if (v && !strcmp(a, "--by"))
+                by = v, i++;
+            else if (v && !strcmp(a, "--followup-min")) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || n < 5 || n > 10080)
+                    die(2, "reminder create: --followup-min must be 5 to 10080");
+                followup = (int)n;
+                i++;
+            } else if (v && !strcmp(a, "--offset")) {
+                json_t *o = parse_offset(v);
+                if (!o)
+                    die(2, "reminder create: --offset '%s': expected 1d, 1d@18:00, 2h or 30m", v);
+                json_array_append_new(offsets, o);
+                i++;
+            } else if (!centre && a[0] != '-')
+                centre = a;
+            else if (!phone && a[0] != '-')
+                phone = a;
+            else
+                die(2, "reminder create: unexpected argument '%s'", a);
+        }
+        if (!centre || !phone || !text || !*text)
+            die(2, "reminder create: expected CENTRE PHONE --text TEXT and a schedule");
+        const char *schedule = at ? "once" : rrule ? "rrule" : appt ? "appointment" : NULL;
+        if (!schedule || (!!at + !!rrule + !!appt) != 1)
+            die(2, "reminder create: give exactly one of --at TIME, --rrule RULE --start TIME, "
+                   "--appointment TIME --offset …");
+        const char *local = at ? at : rrule ? start : appt;
+        if (!valid_local(local))
+            die(2, "reminder create: times are local \"YYYY-MM-DD HH:MM\" (got '%s')",
+                local ? local : "nothing");
+        char err[200];
+        if (rrule && sched_rrule_check(rrule, err, sizeof err) != 0)
+            die(2, "reminder create: --rrule: %s", err);
+        if (appt && json_array_size(offsets) == 0)
+            die(2, "reminder create: --appointment needs at least one --offset");
+        char e164[24];
+        if (prov_phone_normalize(phone, cfg->default_region, e164, sizeof e164) != 0)
+            die(2, "reminder create: '%s' is not a mobile number", phone);
+        char fu[12];
+        snprintf(fu, sizeof fu, "%d", followup);
+        char *offs = json_dumps(offsets, JSON_COMPACT);
+        const char *p[13] = {centre, e164, by, text, schedule,
+                             at ? at : rrule ? start : NULL, rrule, appt, place,
+                             appt ? offs : NULL, urgent ? "t" : "f", ack ? "t" : "f", fu};
+        PGresult *r = q(pg,
+                        "SELECT gw_reminder_create(c.id, $2, $3, $4, $5, $6::timestamp, $7,"
+                        " $8::timestamp, $9, $10::jsonb, $11::boolean, $12::boolean, $13::int)"
+                        " FROM centres c WHERE c.name = $1 OR c.id::text = $1",
+                        13, p);
+        free(offs);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", centre);
+        printf("reminder %s created for %s (%s); the scheduler computes its first occurrence\n",
+               PQgetvalue(r, 0, 0), e164, schedule);
+        PQclear(r);
+        json_decref(offsets);
+    } else if (!strcmp(argv[0], "list") && argc >= 2) {
+        const char *p[2] = {argv[1], argc > 2 ? argv[2] : NULL};
+        char e164[24];
+        if (p[1]) {
+            if (prov_phone_normalize(p[1], cfg->default_region, e164, sizeof e164) != 0)
+                die(2, "reminder list: '%s' is not a mobile number", p[1]);
+            p[1] = e164;
+        }
+        PGresult *r = q(pg,
+                        "SELECT r.id, ct.phone, r.schedule, r.status,"
+                        " coalesce(to_char(r.next_at AT TIME ZONE c.timezone, 'YYYY-MM-DD HH24:MI'),"
+                        " '-'), left(r.body, 50)"
+                        " FROM reminders r JOIN centres c ON c.id = r.centre_id"
+                        " JOIN contacts ct ON ct.id = r.contact_id"
+                        " WHERE (c.name = $1 OR c.id::text = $1) AND ($2::text IS NULL OR ct.phone = $2)"
+                        " ORDER BY r.next_at NULLS LAST, r.id LIMIT 500",
+                        2, p);
+        printf("%-6s %-14s %-12s %-10s %-17s %s\n", "id", "phone", "schedule", "status", "next",
+               "text");
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-6s %-14s %-12s %-10s %-17s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                   PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                   PQgetvalue(r, i, 5));
+        PQclear(r);
+    } else if (!strcmp(argv[0], "cancel") && argc == 2) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg, "SELECT gw_reminder_reset($1::bigint, false)", 1, p);
+        int ok = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (!ok)
+            die(3, "no reminder %s", argv[1]);
+        printf("reminder %s cancelled, with its occurrences not sent yet\n", argv[1]);
+    } else {
+        die(2, "reminder: expected create CENTRE PHONE …, list CENTRE [PHONE], or cancel ID");
+    }
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
+}
+
 static int cmd_partner(int argc, char **argv)
 {
     if (argc < 2)
@@ -866,6 +1040,8 @@ int main(int argc, char **argv)
         return cmd_key(n, rest);
     if (!strcmp(cmd, "template"))
         return cmd_template(n, rest);
+    if (!strcmp(cmd, "reminder"))
+        return cmd_reminder(n, rest);
     if (!strcmp(cmd, "partner"))
         return cmd_partner(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))

@@ -19,6 +19,7 @@
 #include "gw_migrate.h"
 #include "gw_outbox.h"
 #include "gw_flows.h"
+#include "gw_sched.h"
 #include "gw_partners.h"
 #include "gw_util.h"
 
@@ -52,6 +53,7 @@ struct daemon {
     struct gw_outbox *outbox;
     struct gw_api *api;
     struct gw_flows *flows;
+    struct gw_sched *sched;
     struct gw_partners *partners;
     struct event *ev_sigterm, *ev_sigint, *ev_grace;
     int64_t started_ms;
@@ -105,6 +107,7 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
                         (unsigned long long)s->reconnects);
     gw_outbox_metrics(d->outbox, out);
     gw_flows_metrics(d->flows, out);
+    gw_sched_metrics(d->sched, out);
     gw_partners_metrics(d->partners, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
@@ -239,6 +242,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     gw_info("gatewayd", "%s received: finishing in-flight sends (at most %d s)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", SHUTDOWN_GRACE_S);
     gw_http_close_listener(d->http);
+    gw_sched_stop(d->sched);
     struct timeval tv = {SHUTDOWN_GRACE_S, 0};
     evtimer_add(d->ev_grace, &tv);
     gw_outbox_drain(d->outbox, drained, d);
@@ -327,6 +331,7 @@ static int run(struct gw_config *cfg)
     d.auth = gw_auth_new(d.db);
     d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
     d.flows = gw_flows_new(d.base, d.db, d.outbox, cfg, d.http);
+    d.sched = gw_sched_new(d.base, d.db, cfg);
     d.partners = gw_partners_new(d.db, cfg, d.http);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
@@ -347,6 +352,7 @@ static int run(struct gw_config *cfg)
     gw_db_start(d.db);
     gw_outbox_start(d.outbox);
     gw_flows_start(d.flows);
+    gw_sched_start(d.sched);
     gw_info("gatewayd", "Passerelle %s listening on http://%s:%d (node %s, %zu route%s)",
             PASSERELLE_VERSION, cfg->listen_host, cfg->listen_port, cfg->node_id, cfg->nroutes,
             cfg->nroutes > 1 ? "s" : "");
@@ -357,6 +363,7 @@ out:
     gw_db_free(d.db);
     gw_api_free(d.api);
     gw_flows_free(d.flows);
+    gw_sched_free(d.sched);
     gw_partners_free(d.partners);
     gw_outbox_free(d.outbox);
     gw_auth_free(d.auth);

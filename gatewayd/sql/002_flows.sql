@@ -1088,11 +1088,16 @@ BEGIN
             END IF;
         END IF;
     ELSIF c1 = '4' AND n = 1 THEN                         -- my next reminder
-        SELECT jsonb_build_object('date', to_char(o.due_at AT TIME ZONE cen.timezone, 'DD/MM à HH24:MI'),
-                                  'text', gw_short(o.body, 120)) INTO r
-          FROM reminder_occurrences o
-         WHERE o.contact_id = ct.id AND o.status = 'pending' AND o.due_at > now()
-         ORDER BY o.due_at LIMIT 1;
+        -- an occurrence waiting to go out, or the next one of an active reminder (the
+        -- reminders table and gw_reminder_text come with the scheduler, 004)
+        SELECT jsonb_build_object('date', to_char(x.at AT TIME ZONE cen.timezone, 'DD/MM à HH24:MI'),
+                                  'text', gw_short(x.body, 120)) INTO r
+          FROM (SELECT o.due_at AS at, o.body FROM reminder_occurrences o
+                 WHERE o.contact_id = ct.id AND o.status = 'pending' AND o.due_at > now()
+                UNION ALL
+                SELECT rm.next_at, gw_reminder_text(rm, rm.next_at) FROM reminders rm
+                 WHERE rm.contact_id = ct.id AND rm.status = 'active' AND rm.next_at > now()) x
+         ORDER BY x.at LIMIT 1;
         screen := CASE WHEN r IS NULL THEN gw_tpl(cen.id, lang, 'ussd_no_reminder', v)
                        ELSE gw_tpl(cen.id, lang, 'ussd_next_reminder', v || r) END;
     ELSIF c1 = '5' THEN                                   -- stop / start, confirmed

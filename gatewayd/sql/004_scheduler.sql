@@ -288,8 +288,9 @@ BEGIN
     SELECT c.timezone INTO tz FROM centres c WHERE c.id = r.centre_id;
     SELECT ct.first_name INTO fn FROM contacts ct WHERE ct.id = r.contact_id;
     t := coalesce(r.appointment_local, p_at AT TIME ZONE tz);
-    RETURN replace(replace(replace(replace(r.body,
-               '{prenom}', coalesce(fn, '')),
+    -- without a first name, "Bonjour {prenom}," reads "Bonjour,"
+    RETURN replace(replace(replace(replace(replace(r.body,
+               ' {prenom}', coalesce(' ' || fn, '')), '{prenom}', coalesce(fn, '')),
                '{date}', to_char(t, 'DD/MM')),
                '{heure}', replace(to_char(t, 'FMHH24"h"MI'), 'h00', 'h')),
                '{lieu}', coalesce(r.place, ''));
