@@ -256,7 +256,7 @@ static int cmd_centre(int argc, char **argv)
             {"fanout_max", "^([1-9][0-9]{0,5}|1000000)$", "a number from 1 to 1000000"},
             {"daily_cap", "^([1-9]|[1-4][0-9]|50)$", "a number from 1 to 50"},
             {"quiet_start", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time HH:MM"},
-            {"quiet_end", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time HH:MM"},
+            {"quiet_end", "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", "a time HH:MM (24:00 = midnight at the end of the day)"},
             {"quiet_sundays", "^(yes|no)$", "yes or no"},
             {"quiet_holidays", "^(yes|no)$", "yes or no"},
             {"catchup_min", "^([0-9]{1,4}|100[0-7][0-9]|10080)$", "minutes (0-10080)"},
