@@ -66,6 +66,11 @@ static void usage(FILE *f)
             "           --appointment TIME --offset 1d@18:00 --offset 2h …) [--place P] [--urgent]\n"
             "           [--ack [--followup-min N]] [--by LOGIN]   times are local YYYY-MM-DD HH:MM\n"
             "  reminder list CENTRE [PHONE]     reminders and their next occurrence\n"
+            "  staff create CENTRE LOGIN [--role admin|referent|staff|viewer] [--name N]\n"
+            "           [--password-file F]     an admin UI account (prints a generated password\n"
+            "                                   once when no file is given)\n"
+            "  staff password LOGIN [--password-file F]   new password; ends its sessions\n"
+            "  staff disable LOGIN | staff list CENTRE\n"
             "  reminder cancel ID               cancel a reminder and what it has not sent yet\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
@@ -484,6 +489,128 @@ static json_t *parse_offset(const char *o)
     if ((*end == 'h' || *end == 'm') && !end[1])
         return json_pack("{s:I}", "minutes", (json_int_t)(*end == 'h' ? n * 60 : n));
     return NULL;
+}
+
+/* staff create CENTRE LOGIN [--role R] [--name N] [--password-file F]; staff password LOGIN
+ * [--password-file F]; staff disable LOGIN; staff list CENTRE */
+static int cmd_staff(int argc, char **argv)
+{
+    if (argc < 2)
+        die(2, "staff: expected create CENTRE LOGIN …, password LOGIN, disable LOGIN or list CENTRE");
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    const char *sub = argv[0];
+    if (!strcmp(sub, "list")) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "SELECT st.login, st.role, st.name, CASE WHEN st.disabled_at IS NULL THEN"
+                        " 'active' ELSE 'disabled' END FROM staff st JOIN centres c ON c.id ="
+                        " st.centre_id WHERE c.name = $1 OR c.id::text = $1 ORDER BY st.login",
+                        1, p);
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%-24s %-9s %-9s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                   PQgetvalue(r, i, 3), PQgetvalue(r, i, 2));
+        PQclear(r);
+        PQfinish(pg);
+        gw_config_free(cfg);
+        return 0;
+    }
+    if (!strcmp(sub, "disable")) {
+        const char *p[1] = {argv[1]};
+        PGresult *r = q(pg,
+                        "WITH s AS (UPDATE staff SET disabled_at = coalesce(disabled_at, now())"
+                        " WHERE login = $1 RETURNING id)"
+                        " UPDATE admin_sessions SET revoked_at = now() FROM s"
+                        " WHERE admin_sessions.staff_id = s.id AND revoked_at IS NULL",
+                        1, p);
+        PQclear(r);
+        r = q(pg, "SELECT 1 FROM staff WHERE login = $1", 1, p);
+        if (PQntuples(r) == 0)
+            die(3, "no staff account '%s'", argv[1]);
+        PQclear(r);
+        printf("staff account '%s' disabled; its sessions are ended\n", argv[1]);
+        PQfinish(pg);
+        gw_config_free(cfg);
+        return 0;
+    }
+    const char *centre = NULL, *login = NULL, *role = "referent", *name = "", *pwfile = NULL;
+    int k = 1;
+    if (!strcmp(sub, "create"))
+        centre = argv[k++];
+    else if (strcmp(sub, "password"))
+        die(2, "staff: unknown subcommand '%s'", sub);
+    login = k < argc ? argv[k++] : NULL;
+    for (; k < argc; k++) {
+        if (!strcmp(argv[k], "--role") && k + 1 < argc)
+            role = argv[++k];
+        else if (!strcmp(argv[k], "--name") && k + 1 < argc)
+            name = argv[++k];
+        else if (!strcmp(argv[k], "--password-file") && k + 1 < argc)
+            pwfile = argv[++k];
+        else
+            die(2, "staff: unexpected argument '%s'", argv[k]);
+    }
+    if (!login || !*login || strlen(login) > 60)
+        die(2, "staff: a login of 1 to 60 characters is needed");
+    if (strcmp(role, "admin") && strcmp(role, "referent") && strcmp(role, "staff") &&
+        strcmp(role, "viewer"))
+        die(2, "staff: --role is admin, referent, staff or viewer");
+    char pw[257] = "";
+    int generated = 0;
+    if (pwfile) {
+        FILE *f = fopen(pwfile, "r");
+        if (!f || !fgets(pw, sizeof pw, f))
+            die(1, "cannot read the password from %s", pwfile);
+        fclose(f);
+        pw[strcspn(pw, "\r\n")] = '\0';
+        if (strlen(pw) < 10)
+            die(2, "staff: the password must have at least 10 characters");
+    } else {
+        unsigned char raw[12];
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2base64(pw, sizeof pw, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        generated = 1;
+    }
+    char hash[crypto_pwhash_STRBYTES];
+    if (crypto_pwhash_str(hash, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+        die(1, "out of memory while hashing the password");
+    PGresult *r;
+    if (!strcmp(sub, "create")) {
+        const char *p[5] = {centre, login, role, name, hash};
+        r = PQexecParams(pg,
+                         "INSERT INTO staff (centre_id, login, role, name, password_hash)"
+                         " SELECT c.id, $2, $3, $4, $5 FROM centres c"
+                         " WHERE c.name = $1 OR c.id::text = $1 RETURNING id",
+                         5, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            if (strstr(PQresultErrorMessage(r), "staff_login_key"))
+                die(1, "the login '%s' is already taken", login);
+            die(1, "database error: %s", PQresultErrorMessage(r));
+        }
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", centre);
+    } else {
+        const char *p[2] = {login, hash};
+        r = q(pg,
+              "WITH s AS (UPDATE staff SET password_hash = $2 WHERE login = $1 RETURNING id)"
+              " UPDATE admin_sessions SET revoked_at = now() FROM s"
+              " WHERE admin_sessions.staff_id = s.id AND revoked_at IS NULL RETURNING 1",
+              2, p);
+        PQclear(r);
+        r = q(pg, "SELECT id FROM staff WHERE login = $1", 1, p);
+        if (PQntuples(r) != 1)
+            die(3, "no staff account '%s'", login);
+    }
+    PQclear(r);
+    if (generated)
+        printf("login %s\npassword %s\n(shown once: give it to %s)\n", login, pw, login);
+    else
+        printf("staff account '%s' %s\n", login, !strcmp(sub, "create") ? "created" : "updated");
+    sodium_memzero(pw, sizeof pw);
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
 }
 
 static int cmd_reminder(int argc, char **argv)
@@ -1042,6 +1169,8 @@ int main(int argc, char **argv)
         return cmd_template(n, rest);
     if (!strcmp(cmd, "reminder"))
         return cmd_reminder(n, rest);
+    if (!strcmp(cmd, "staff"))
+        return cmd_staff(n, rest);
     if (!strcmp(cmd, "partner"))
         return cmd_partner(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))

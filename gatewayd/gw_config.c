@@ -237,6 +237,21 @@ static int handler(void *user, const char *section, const char *key, const char 
             }
         }
         ERR("unknown key '%s' in [outbox]", key);
+    } else if (!strcmp(section, "admin")) {
+        if (!strcmp(key, "www_dir")) {
+            set_str(&c->admin_www_dir, value);
+        } else if (!strcmp(key, "secure_cookies")) {
+            if (parse_bool(value, &c->admin_secure_cookies) < 0)
+                ERR("secure_cookies must be yes or no");
+        } else if (!strcmp(key, "idle_minutes")) {
+            if (parse_int(value, 1, 1440, &c->admin_idle_minutes) < 0)
+                ERR("idle_minutes must be between 1 and 1440");
+        } else if (!strcmp(key, "absolute_hours")) {
+            if (parse_int(value, 1, 720, &c->admin_absolute_hours) < 0)
+                ERR("absolute_hours must be between 1 and 720");
+        } else {
+            ERR("unknown key '%s' in [admin]", key);
+        }
     } else if (!strcmp(section, "scheduler")) {
         if (!strcmp(key, "enabled")) {
             if (parse_bool(value, &c->sched_enabled) < 0)
@@ -296,6 +311,8 @@ static void defaults(struct gw_config *c)
     c->batch_size = 500;
     c->lease_seconds = 60;
     c->poll_interval_ms = 500;
+    c->admin_idle_minutes = 30;
+    c->admin_absolute_hours = 12;
     c->sched_enabled = 1;
     c->sched_interval_ms = 1000;
     c->sched_batch_size = 1000;
@@ -411,6 +428,7 @@ void gw_config_free(struct gw_config *c)
     free(c->db_conninfo);
     free(c->ops_token);
     free(c->ussd_token);
+    free(c->admin_www_dir);
     free(c->ussd_field_session);
     free(c->ussd_field_service);
     free(c->ussd_field_phone);

@@ -46,6 +46,11 @@ struct gw_config {
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_ms;
+    /* [admin] */
+    char *admin_www_dir;      /* the UI's files; NULL = the source tree's admin/www */
+    int admin_secure_cookies; /* add Secure to the session cookie (behind TLS) */
+    int admin_idle_minutes;   /* a session unused this long ends */
+    int admin_absolute_hours; /* a session ends this long after login, used or not */
     /* [scheduler] */
     int sched_enabled;     /* run the scheduler on this node (any node may; one at a time) */
     int sched_interval_ms; /* pause between passes when there is nothing more to do */

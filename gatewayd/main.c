@@ -19,6 +19,7 @@
 #include "gw_migrate.h"
 #include "gw_outbox.h"
 #include "gw_flows.h"
+#include "gw_admin.h"
 #include "gw_sched.h"
 #include "gw_partners.h"
 #include "gw_util.h"
@@ -54,6 +55,7 @@ struct daemon {
     struct gw_api *api;
     struct gw_flows *flows;
     struct gw_sched *sched;
+    struct gw_admin *admin;
     struct gw_partners *partners;
     struct event *ev_sigterm, *ev_sigint, *ev_grace;
     int64_t started_ms;
@@ -108,6 +110,7 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
     gw_outbox_metrics(d->outbox, out);
     gw_flows_metrics(d->flows, out);
     gw_sched_metrics(d->sched, out);
+    gw_admin_metrics(d->admin, out);
     gw_partners_metrics(d->partners, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
@@ -332,6 +335,7 @@ static int run(struct gw_config *cfg)
     d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
     d.flows = gw_flows_new(d.base, d.db, d.outbox, cfg, d.http);
     d.sched = gw_sched_new(d.base, d.db, cfg);
+    d.admin = gw_admin_new(d.base, d.db, d.outbox, d.flows, cfg, d.http);
     d.partners = gw_partners_new(d.db, cfg, d.http);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
@@ -364,6 +368,7 @@ out:
     gw_api_free(d.api);
     gw_flows_free(d.flows);
     gw_sched_free(d.sched);
+    gw_admin_free(d.admin);
     gw_partners_free(d.partners);
     gw_outbox_free(d.outbox);
     gw_auth_free(d.auth);

@@ -1,0 +1,1296 @@
+/* gw_admin — see gw_admin.h and admin/API.md. */
+#include "gw_admin.h"
+#include "gw_config.h"
+#include "gw_db.h"
+#include "gw_flows.h"
+#include "gw_http.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_outbox.h"
+#include "gw_send.h"
+#include "gw_util.h"
+#include "prov_phone.h"
+#include "prov_text.h"
+#include "sched_time.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <uthash.h>
+
+#ifndef PASSERELLE_ADMIN_WWW
+#define PASSERELLE_ADMIN_WWW "admin/www"
+#endif
+
+#define COOKIE "passerelle_session"
+#define API_PREFIX "/admin/api/"
+#define RL_WINDOW_S (15 * 60)
+#define RL_PER_LOGIN 5
+#define RL_PER_ADDRESS 20
+#define MAX_VERIFYING 4 /* argon2id verifications at once (64 MiB each) */
+#define MAX_STATIC_BYTES (2 * 1024 * 1024)
+
+/* A valid argon2id hash of a random password nobody knows: an unknown login costs the same
+ * verification as a known one (no timing oracle). */
+static const char DUMMY_HASH[] = "$argon2id$v=19$m=65536,t=2,p=1$n43AC249k6/WBXvkgNvkew$"
+                                 "eNuMH8MxRt9a/cZKAXPM987Z4Xlbj/gbKr3bxlTebvU";
+
+enum { R_ADMIN = 1, R_REFERENT = 2, R_STAFF = 4, R_VIEWER = 8, R_ALL = 15 };
+enum { H_GENERIC, H_ME, H_LOGOUT, H_LOGOUT_ALL, H_RES_CREATE, H_PREVIEW, H_REM_CREATE,
+       H_MSG_SEND, H_INBOX_REPLY, H_LOAN };
+
+static const struct endpoint {
+    const char *method, *pattern; /* '#' = one numeric path segment */
+    int roles, handler;
+} endpoints[] = {
+    {"GET", "me", R_ALL, H_ME},
+    {"POST", "logout", R_ALL, H_LOGOUT},
+    {"POST", "logout-all", R_ALL, H_LOGOUT_ALL},
+    {"GET", "dashboard", R_ALL, H_GENERIC},
+    {"GET", "residents", R_ALL, H_GENERIC},
+    {"POST", "residents", R_ADMIN | R_REFERENT, H_RES_CREATE},
+    {"GET", "residents/#", R_ALL, H_GENERIC},
+    {"PATCH", "residents/#", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"POST", "reminders/preview", R_ADMIN | R_REFERENT, H_PREVIEW},
+    {"POST", "reminders", R_ADMIN | R_REFERENT, H_REM_CREATE},
+    {"DELETE", "reminders/#", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"GET", "messages", R_ALL, H_GENERIC},
+    {"GET", "messages/#", R_ALL, H_GENERIC},
+    {"POST", "messages", R_ADMIN | R_REFERENT, H_MSG_SEND},
+    {"GET", "inbox", R_ALL, H_GENERIC},
+    {"POST", "inbox/#/reply", R_ADMIN | R_REFERENT, H_INBOX_REPLY},
+    {"POST", "inbox/#/done", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"POST", "inbox/#/assign", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"GET", "activities", R_ALL, H_GENERIC},
+    {"POST", "activities", R_ADMIN | R_STAFF, H_GENERIC},
+    {"POST", "activities/#/sessions", R_ADMIN | R_STAFF, H_GENERIC},
+    {"GET", "sessions/#/attendance", R_ALL, H_GENERIC},
+    {"GET", "activities/report.csv", R_ALL, H_GENERIC},
+    {"GET", "loans", R_ALL, H_GENERIC},
+    {"POST", "loans/#/confirm", R_ADMIN | R_STAFF, H_LOAN},
+    {"POST", "loans/#/refuse", R_ADMIN | R_STAFF, H_LOAN},
+    {"POST", "loans/#/returned", R_ADMIN | R_STAFF, H_LOAN},
+    {"GET", "audit", R_ADMIN, H_GENERIC},
+};
+
+struct rate {
+    char key[96];
+    int64_t window_start;
+    int fails;
+    UT_hash_handle hh;
+};
+
+struct gw_admin {
+    struct event_base *base;
+    struct gw_db *db;
+    struct gw_outbox *o;
+    struct gw_flows *flows;
+    const struct gw_config *cfg;
+    char *www;
+    struct rate *rates;
+    int verifying;
+    uint64_t logins_ok, logins_failed, logins_limited, requests, unauthenticated, csrf_refused,
+        forbidden;
+};
+
+/* One API request, from the session check to the reply. */
+struct areq {
+    struct gw_admin *a;
+    struct evhttp_request *req;
+    char method[8];
+    char path[256]; /* after /admin/api/, without the query */
+    char *body;
+    size_t body_len;
+    json_t *json;  /* parsed body (an object), or NULL */
+    json_t *query; /* query parameters as an object of strings */
+    const struct endpoint *ep;
+    long long id; /* the numeric path segment, if any */
+    char token_hash[65];
+    /* the session */
+    long long staff_id, centre_id;
+    char login[64], role[16], csrf[65], name[128], centre_name[128], tz[64];
+    /* per handler */
+    char phone[24];
+    char text_kind[16];
+    long long aux;
+};
+
+static void areq_free(struct areq *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    json_decref(r->query);
+    free(r);
+}
+
+static int role_bit(const char *role)
+{
+    if (!strcmp(role, "admin"))
+        return R_ADMIN;
+    if (!strcmp(role, "referent"))
+        return R_REFERENT;
+    if (!strcmp(role, "staff"))
+        return R_STAFF;
+    return R_VIEWER;
+}
+
+/* French error replies (shown to staff as is). */
+static void fail(struct evhttp_request *req, int status, const char *code, const char *msg)
+{
+    gw_http_error(req, status, code, "%s", msg);
+}
+
+static void client_address(struct evhttp_request *req, char *out, size_t len)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    if (c)
+        evhttp_connection_get_peer(c, &addr, &port);
+    snprintf(out, len, "%s", addr ? addr : "?");
+}
+
+static void hash_token(const char *token, char out[65])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, (const unsigned char *)token, strlen(token), NULL, 0);
+    sodium_bin2hex(out, 65, h, sizeof h);
+}
+
+static void set_cookie(struct gw_admin *a, struct evhttp_request *req, const char *token,
+                       int max_age)
+{
+    char c[256];
+    snprintf(c, sizeof c, COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s", token,
+             max_age, a->cfg->admin_secure_cookies ? "; Secure" : "");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", c);
+}
+
+static int cookie_token(struct evhttp_request *req, char *out, size_t len)
+{
+    const char *h = gw_http_header(req, "Cookie");
+    while (h && *h) {
+        while (*h == ' ' || *h == ';')
+            h++;
+        size_t n = strcspn(h, ";");
+        if (n > sizeof COOKIE && !strncmp(h, COOKIE "=", sizeof COOKIE)) {
+            size_t v = n - sizeof COOKIE;
+            if (v == 0 || v >= len)
+                return -1;
+            memcpy(out, h + sizeof COOKIE, v);
+            out[v] = '\0';
+            return 0;
+        }
+        h += n;
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- rate limiting */
+
+static struct rate *rate_get(struct gw_admin *a, const char *key)
+{
+    struct rate *r;
+    HASH_FIND_STR(a->rates, key, r);
+    int64_t now = gw_wall_ms() / 1000;
+    if (r && now - r->window_start > RL_WINDOW_S) {
+        r->window_start = now;
+        r->fails = 0;
+    }
+    return r;
+}
+
+static int rate_limited(struct gw_admin *a, const char *login, const char *addr)
+{
+    char k[96];
+    snprintf(k, sizeof k, "l:%s", login);
+    struct rate *r = rate_get(a, k);
+    if (r && r->fails >= RL_PER_LOGIN)
+        return 1;
+    snprintf(k, sizeof k, "a:%s", addr);
+    r = rate_get(a, k);
+    return r && r->fails >= RL_PER_ADDRESS;
+}
+
+static void rate_fail(struct gw_admin *a, const char *login, const char *addr)
+{
+    char k[2][96];
+    snprintf(k[0], sizeof k[0], "l:%s", login);
+    snprintf(k[1], sizeof k[1], "a:%s", addr);
+    for (int i = 0; i < 2; i++) {
+        struct rate *r = rate_get(a, k[i]);
+        if (!r) {
+            if (HASH_COUNT(a->rates) > 100000) { /* bounded: forget the oldest state */
+                struct rate *e, *tmp;
+                HASH_ITER(hh, a->rates, e, tmp)
+                {
+                    HASH_DEL(a->rates, e);
+                    free(e);
+                }
+            }
+            r = calloc(1, sizeof *r);
+            if (!r)
+                abort();
+            snprintf(r->key, sizeof r->key, "%s", k[i]);
+            r->window_start = gw_wall_ms() / 1000;
+            HASH_ADD_STR(a->rates, key, r);
+        }
+        r->fails++;
+    }
+}
+
+static void rate_clear_login(struct gw_admin *a, const char *login)
+{
+    char k[96];
+    snprintf(k, sizeof k, "l:%s", login);
+    struct rate *r;
+    HASH_FIND_STR(a->rates, k, r);
+    if (r) {
+        HASH_DEL(a->rates, r);
+        free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static json_t *me_json(const struct areq *r)
+{
+    return json_pack("{s:s,s:s,s:s,s:{s:I,s:s,s:s},s:s}", "login", r->login, "name", r->name,
+                     "role", r->role, "centre", "id", (json_int_t)r->centre_id, "name",
+                     r->centre_name, "timezone", r->tz, "csrf", r->csrf);
+}
+
+static void audit(struct gw_admin *a, const struct areq *r, const char *action, const char *object,
+                  json_t *detail)
+{
+    char centre[24], staff[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    char *d = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
+    const char *p[6] = {centre, staff, r->login, action, object, d};
+    if (gw_db_query(a->db, "SELECT gw_audit($1::bigint, $2::bigint, $3, $4, $5, $6::jsonb)", 6,
+                    p, NULL, NULL) != GW_OK)
+        gw_warn("admin", "audit entry lost (database unavailable): %s %s by %s", action, object,
+                r->login);
+    free(d);
+}
+
+/* ---------------------------------------------------------------- static files */
+
+static const char *content_type(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    static const struct {
+        const char *ext, *type;
+    } types[] = {{".html", "text/html; charset=utf-8"},
+                 {".js", "text/javascript; charset=utf-8"},
+                 {".mjs", "text/javascript; charset=utf-8"},
+                 {".css", "text/css; charset=utf-8"},
+                 {".svg", "image/svg+xml"},
+                 {".png", "image/png"},
+                 {".ico", "image/x-icon"},
+                 {".json", "application/json"},
+                 {".txt", "text/plain; charset=utf-8"}};
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(dot, types[i].ext))
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+static void on_static(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct gw_admin *a = arg;
+    const char *f = *tail ? tail : "index.html";
+    /* only plain relative names: letters, digits, '-', '_', '.', '/', no "..", no hidden */
+    int ok = strlen(f) < 200 && f[0] != '/' && !strstr(f, "..") && !strstr(f, "/.") && f[0] != '.';
+    for (const char *p = f; ok && *p; p++)
+        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+             *p == '-' || *p == '_' || *p == '.' || *p == '/';
+    if (!ok) {
+        gw_http_reply(req, 404, "text/plain; charset=utf-8", "introuvable\n", 12);
+        return;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", a->www, f);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        gw_http_reply(req, 404, "text/plain; charset=utf-8", "introuvable\n", 12);
+        return;
+    }
+    char *buf = malloc(MAX_STATIC_BYTES);
+    if (!buf)
+        abort();
+    size_t n = fread(buf, 1, MAX_STATIC_BYTES, fp);
+    int err = ferror(fp) || !feof(fp);
+    fclose(fp);
+    if (err) {
+        free(buf);
+        gw_http_reply(req, 500, "text/plain; charset=utf-8", "erreur de lecture\n", 18);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Content-Security-Policy",
+                      "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                      "script-src 'self'; frame-ancestors 'none'");
+    gw_http_reply(req, 200, content_type(f), buf, n);
+    free(buf);
+}
+
+static void on_admin_root(struct evhttp_request *req, void *arg, const char *tail)
+{
+    (void)arg;
+    (void)tail;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Location", "/admin/");
+    gw_http_reply(req, 302, "text/plain; charset=utf-8", "/admin/\n", 8);
+}
+
+/* ---------------------------------------------------------------- login */
+
+struct login {
+    struct gw_admin *a;
+    struct evhttp_request *req;
+    char login[64], addr[64];
+    char *password;
+    char hash[crypto_pwhash_STRBYTES];
+    int known, ok;
+    long long staff_id;
+    struct event *done;
+    pthread_t th;
+};
+
+static void login_free(struct login *l)
+{
+    if (l->password) {
+        sodium_memzero(l->password, strlen(l->password));
+        free(l->password);
+    }
+    if (l->done)
+        event_free(l->done);
+    free(l);
+}
+
+static void session_created(void *arg, PGresult *res, const char *err)
+{
+    struct login *l = arg;
+    struct gw_admin *a = l->a;
+    if (err || PQntuples(res) != 1) {
+        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        login_free(l);
+        return;
+    }
+    struct areq r = {0};
+    snprintf(r.login, sizeof r.login, "%s", PQgetvalue(res, 0, 0));
+    snprintf(r.name, sizeof r.name, "%s", PQgetvalue(res, 0, 1));
+    snprintf(r.role, sizeof r.role, "%s", PQgetvalue(res, 0, 2));
+    r.centre_id = gw_db_int(res, 0, 3);
+    snprintf(r.centre_name, sizeof r.centre_name, "%s", PQgetvalue(res, 0, 4));
+    snprintf(r.tz, sizeof r.tz, "%s", PQgetvalue(res, 0, 5));
+    snprintf(r.csrf, sizeof r.csrf, "%s", PQgetvalue(res, 0, 6));
+    set_cookie(a, l->req, PQgetvalue(res, 0, 7), a->cfg->admin_absolute_hours * 3600);
+    gw_info("admin", "%s logged in (centre %lld)", r.login, r.centre_id);
+    gw_http_json(l->req, 200, me_json(&r));
+    login_free(l);
+}
+
+static void login_verified(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct login *l = arg;
+    struct gw_admin *a = l->a;
+    pthread_join(l->th, NULL);
+    a->verifying--;
+    if (!l->ok || !l->known) {
+        a->logins_failed++;
+        rate_fail(a, l->login, l->addr);
+        gw_info("admin", "failed login for '%s' from %s", l->login, l->addr);
+        fail(l->req, 401, "bad_credentials", "Identifiant ou mot de passe incorrect.");
+        login_free(l);
+        return;
+    }
+    a->logins_ok++;
+    rate_clear_login(a, l->login);
+    unsigned char raw[32], rc[16];
+    char token[65], th[65], csrf[33], sid[24], hours[12];
+    randombytes_buf(raw, sizeof raw);
+    randombytes_buf(rc, sizeof rc);
+    sodium_bin2hex(token, sizeof token, raw, sizeof raw);
+    sodium_bin2hex(csrf, sizeof csrf, rc, sizeof rc);
+    hash_token(token, th);
+    snprintf(sid, sizeof sid, "%lld", l->staff_id);
+    snprintf(hours, sizeof hours, "%d", a->cfg->admin_absolute_hours);
+    const char *p[6] = {th, sid, csrf, l->addr, hours, token};
+    if (gw_db_query(a->db,
+                    "WITH s AS (INSERT INTO admin_sessions (token_hash, staff_id, csrf, address,"
+                    " expires_at) VALUES ($1, $2::bigint, $3, $4,"
+                    " now() + make_interval(hours => $5::int)) RETURNING staff_id)"
+                    " SELECT st.login, st.name, st.role, c.id, c.name, c.timezone, $3, $6,"
+                    " gw_audit(c.id, st.id, st.login, 'login', 'staff:' || st.id,"
+                    "          jsonb_build_object('address', $4::text))"
+                    " FROM s JOIN staff st ON st.id = s.staff_id JOIN centres c ON c.id = st.centre_id",
+                    6, p, session_created, l) != GW_OK) {
+        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        login_free(l);
+    }
+}
+
+static void *verify_thread(void *arg)
+{
+    struct login *l = arg;
+    const char *h = l->known ? l->hash : DUMMY_HASH;
+    l->ok = crypto_pwhash_str_verify(h, l->password, strlen(l->password)) == 0;
+    event_active(l->done, EV_READ, 0);
+    return NULL;
+}
+
+static void login_looked_up(void *arg, PGresult *res, const char *err)
+{
+    struct login *l = arg;
+    struct gw_admin *a = l->a;
+    if (err) {
+        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        login_free(l);
+        return;
+    }
+    l->known = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1);
+    if (l->known) {
+        l->staff_id = gw_db_int(res, 0, 0);
+        snprintf(l->hash, sizeof l->hash, "%s", PQgetvalue(res, 0, 1));
+    }
+    l->done = event_new(a->base, -1, 0, login_verified, l);
+    a->verifying++;
+    if (pthread_create(&l->th, NULL, verify_thread, l) != 0) {
+        a->verifying--;
+        fail(l->req, 503, "busy", "Service momentanément occupé, réessayez.");
+        login_free(l);
+    }
+}
+
+static void handle_login(struct gw_admin *a, struct evhttp_request *req, json_t *body)
+{
+    const char *login = json_string_value(json_object_get(body, "login"));
+    const char *pw = json_string_value(json_object_get(body, "password"));
+    if (!login || !pw || !*login || strlen(login) > 60 || strlen(pw) > 256) {
+        fail(req, 400, "bad_request", "Indiquez votre identifiant et votre mot de passe.");
+        return;
+    }
+    char addr[64];
+    client_address(req, addr, sizeof addr);
+    if (rate_limited(a, login, addr)) {
+        a->logins_limited++;
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "900");
+        fail(req, 429, "rate_limited",
+             "Trop d'essais. Attendez un quart d'heure ou demandez à un administrateur.");
+        return;
+    }
+    if (a->verifying >= MAX_VERIFYING) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        fail(req, 503, "busy", "Service momentanément occupé, réessayez.");
+        return;
+    }
+    struct login *l = calloc(1, sizeof *l);
+    if (!l)
+        abort();
+    l->a = a;
+    l->req = req;
+    snprintf(l->login, sizeof l->login, "%s", login);
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    l->password = strdup(pw);
+    if (!l->password)
+        abort();
+    const char *p[1] = {l->login};
+    if (gw_db_query(a->db,
+                    "SELECT st.id, st.password_hash FROM staff st"
+                    " WHERE st.login = $1 AND st.disabled_at IS NULL",
+                    1, p, login_looked_up, l) != GW_OK) {
+        fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
+        login_free(l);
+    }
+}
+
+/* ---------------------------------------------------------------- generic SQL endpoints */
+
+static void generic_done(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    json_t *j = (!err && PQntuples(res) == 1) ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+    if (!j) {
+        gw_warn("admin", "%s %s: %s", r->method, r->path, err ? err : "no answer");
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else {
+        int status = (int)json_integer_value(json_object_get(j, "status"));
+        const char *csv = json_string_value(json_object_get(j, "csv"));
+        if (csv) {
+            evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Disposition",
+                              "attachment; filename=\"presences.csv\"");
+            gw_http_reply(r->req, status, "text/csv; charset=utf-8", csv, strlen(csv));
+        } else {
+            gw_http_json(r->req, status ? status : 500, json_incref(json_object_get(j, "body")));
+        }
+    }
+    json_decref(j);
+    areq_free(r);
+}
+
+static void run_generic(struct areq *r)
+{
+    char centre[24], staff[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    char *body = json_dumps(r->json ? r->json : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *query = json_dumps(r->query, JSON_COMPACT);
+    const char *p[7] = {centre, staff, r->login, r->method, r->path, body, query};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_admin_call($1::bigint, $2::bigint, $3, $4, $5, $6::jsonb,"
+                         " $7::jsonb)",
+                         7, p, generic_done, r);
+    free(body);
+    free(query);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- residents */
+
+static void resident_created(void *arg, PGresult *res, const char *err)
+{
+    generic_done(arg, res, err); /* gw_admin_resident_create answers {status, body} too */
+}
+
+static void handle_resident_create(struct areq *r)
+{
+    const char *phone = json_string_value(json_object_get(r->json, "phone"));
+    const char *first = json_string_value(json_object_get(r->json, "first_name"));
+    const char *lang = json_string_value(json_object_get(r->json, "language"));
+    const char *consent = json_string_value(json_object_get(r->json, "consent_source"));
+    char e164[24];
+    if (!phone || prov_phone_normalize(phone, r->a->cfg->default_region, e164, sizeof e164) != 0) {
+        fail(r->req, 422, "invalid_phone",
+             "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78).");
+        areq_free(r);
+        return;
+    }
+    if (!consent || (strcmp(consent, "paper") && strcmp(consent, "verbal") && strcmp(consent, "sms"))) {
+        fail(r->req, 422, "invalid_consent",
+             "Indiquez comment l'habitant a donné son accord (formulaire papier, oral ou SMS).");
+        areq_free(r);
+        return;
+    }
+    if ((first && strlen(first) > 80) || (lang && strcmp(lang, "fr") && strcmp(lang, "en"))) {
+        fail(r->req, 422, "invalid_field", "Prénom trop long (80 caractères) ou langue inconnue.");
+        areq_free(r);
+        return;
+    }
+    char centre[24], staff[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    const char *p[7] = {centre, staff, r->login, e164, first, lang, consent};
+    if (gw_db_query(r->a->db,
+                    "SELECT gw_admin_resident_create($1::bigint, $2::bigint, $3, $4, $5, $6, $7)",
+                    7, p, resident_created, r) != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- reminders */
+
+struct sched_in {
+    const char *schedule, *text, *rrule, *place;
+    struct sched_local start, appt;
+    json_t *offsets;
+    int urgent, ack;
+    char start_s[20], appt_s[20];
+};
+
+static int parse_local(const char *s, struct sched_local *l, char *copy)
+{
+    int n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2d %2d:%2d%n", &l->year, &l->month, &l->day, &l->hour,
+                     &l->minute, &n) != 5 || s[n])
+        return -1;
+    int64_t t;
+    if (sched_local_to_utc("UTC", l, &t) != 0)
+        return -1;
+    snprintf(copy, 20, "%04d-%02d-%02d %02d:%02d", l->year, l->month, l->day, l->hour, l->minute);
+    return 0;
+}
+
+/* Validate a reminder body; fills *in and the next (up to) 5 occurrence times. Returns the
+ * count (>= 0) or -1 after answering the request with a 422. */
+static int reminder_input(struct areq *r, struct sched_in *in, int64_t next[5])
+{
+    json_t *j = r->json;
+    memset(in, 0, sizeof *in);
+    in->schedule = json_string_value(json_object_get(j, "schedule"));
+    in->text = json_string_value(json_object_get(j, "text"));
+    in->rrule = json_string_value(json_object_get(j, "rrule"));
+    in->place = json_string_value(json_object_get(j, "place"));
+    in->offsets = json_object_get(j, "offsets");
+    in->urgent = json_is_true(json_object_get(j, "urgent"));
+    in->ack = json_is_true(json_object_get(j, "ack"));
+    const char *why = NULL;
+    char err[200] = "";
+    if (!json_is_integer(json_object_get(j, "resident_id")))
+        why = "Choisissez un habitant.";
+    else if (!in->text || !*in->text || strlen(in->text) > 1000)
+        why = "Écrivez le texte du rappel (1000 caractères au plus).";
+    else if (!in->schedule || (strcmp(in->schedule, "once") && strcmp(in->schedule, "rrule") &&
+                               strcmp(in->schedule, "appointment")))
+        why = "Choisissez le type de rappel : une fois, récurrent ou avant un rendez-vous.";
+    else if (!strcmp(in->schedule, "once") &&
+             parse_local(json_string_value(json_object_get(j, "at")), &in->start, in->start_s))
+        why = "Indiquez la date et l'heure (AAAA-MM-JJ HH:MM).";
+    else if (!strcmp(in->schedule, "rrule") &&
+             (parse_local(json_string_value(json_object_get(j, "start")), &in->start,
+                          in->start_s) ||
+              !in->rrule))
+        why = "Indiquez la règle de récurrence et la date de début.";
+    else if (!strcmp(in->schedule, "rrule") && sched_rrule_check(in->rrule, err, sizeof err))
+        why = "Cette récurrence n'est pas valable (au plus une fois par jour).";
+    else if (!strcmp(in->schedule, "appointment") &&
+             (parse_local(json_string_value(json_object_get(j, "appointment")), &in->appt,
+                          in->appt_s) ||
+              !json_is_array(in->offsets) || json_array_size(in->offsets) == 0 ||
+              json_array_size(in->offsets) > 8))
+        why = "Indiquez la date du rendez-vous et au moins un rappel (8 au plus).";
+    if (why) {
+        fail(r->req, 422, "invalid_reminder", why);
+        return -1;
+    }
+    int64_t now = gw_wall_ms() / 1000, t = now - now % 60 - 1;
+    int n = 0;
+    if (!strcmp(in->schedule, "once")) {
+        int64_t at;
+        if (sched_local_to_utc(r->tz, &in->start, &at) == 0 && at > t)
+            next[n++] = at;
+    } else if (!strcmp(in->schedule, "rrule")) {
+        while (n < 5) {
+            int64_t at;
+            int rc = sched_rrule_next(r->tz, in->rrule, &in->start, t, &at, err, sizeof err);
+            if (rc != 1)
+                break;
+            next[n++] = at;
+            t = at;
+        }
+    } else {
+        int64_t appt;
+        if (sched_local_to_utc(r->tz, &in->appt, &appt) != 0) {
+            fail(r->req, 422, "invalid_reminder", "Date du rendez-vous invalide.");
+            return -1;
+        }
+        size_t i;
+        json_t *o;
+        int64_t all[8];
+        int k = 0;
+        json_array_foreach(in->offsets, i, o)
+        {
+            json_t *days = json_object_get(o, "days"), *mins = json_object_get(o, "minutes");
+            const char *tm = json_string_value(json_object_get(o, "time"));
+            int64_t at;
+            if (json_is_integer(days) && json_integer_value(days) >= 0 &&
+                json_integer_value(days) <= 60) {
+                struct sched_local d = in->appt, back;
+                d.hour = 12;
+                d.minute = 0;
+                int64_t noon;
+                if (sched_local_to_utc(r->tz, &d, &noon) ||
+                    sched_utc_to_local(r->tz, noon - json_integer_value(days) * 86400, &back,
+                                       NULL))
+                    continue;
+                back.hour = in->appt.hour;
+                back.minute = in->appt.minute;
+                if (tm && (sscanf(tm, "%d:%d", &back.hour, &back.minute) != 2 || back.hour < 0 ||
+                           back.hour > 23 || back.minute < 0 || back.minute > 59)) {
+                    fail(r->req, 422, "invalid_reminder", "Heure de rappel invalide (HH:MM).");
+                    return -1;
+                }
+                if (sched_local_to_utc(r->tz, &back, &at) == 0)
+                    all[k++] = at;
+            } else if (json_is_integer(mins) && json_integer_value(mins) >= 0 &&
+                       json_integer_value(mins) <= 60 * 24 * 60) {
+                all[k++] = appt - json_integer_value(mins) * 60;
+            } else {
+                fail(r->req, 422, "invalid_reminder",
+                     "Chaque rappel est « N jours avant (à HH:MM) » ou « N minutes avant ».");
+                return -1;
+            }
+        }
+        for (int x = 0; x < k; x++) /* sorted, future ones */
+            for (int y = x + 1; y < k; y++)
+                if (all[y] < all[x]) {
+                    int64_t tmp = all[x];
+                    all[x] = all[y];
+                    all[y] = tmp;
+                }
+        for (int x = 0; x < k && n < 5; x++)
+            if (all[x] > t && all[x] < appt + 1)
+                next[n++] = all[x];
+    }
+    return n;
+}
+
+struct preview {
+    struct areq *r;
+    int n;
+    int64_t next[5];
+};
+
+static void preview_rendered(void *arg, PGresult *res, const char *err)
+{
+    struct preview *pv = arg;
+    struct areq *r = pv->r;
+    if (err || PQntuples(res) != 1) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else if (PQgetisnull(res, 0, 0)) {
+        fail(r->req, 404, "not_found", "Habitant introuvable.");
+    } else {
+        const char *text = PQgetvalue(res, 0, 0);
+        struct prov_text_info info;
+        char *t = gw_send_text(r->a->cfg, text, strlen(text), &info);
+        json_t *next = json_array(), *local = json_array();
+        for (int i = 0; i < pv->n; i++) {
+            char ts[32];
+            struct sched_local l;
+            gw_format_rfc3339(pv->next[i], ts, sizeof ts);
+            json_array_append_new(next, json_string(ts));
+            if (sched_utc_to_local(r->tz, pv->next[i], &l, NULL) == 0) {
+                char ls[20];
+                snprintf(ls, sizeof ls, "%04d-%02d-%02d %02d:%02d", l.year, l.month, l.day,
+                         l.hour, l.minute);
+                json_array_append_new(local, json_string(ls));
+            }
+        }
+        gw_http_json(r->req, 200,
+                     json_pack("{s:o,s:o,s:s,s:i,s:s}", "next", next, "next_local", local, "text",
+                               t ? t : text, "segments", t ? info.segments : 0, "encoding",
+                               t ? prov_encoding_name(info.encoding) : "?"));
+        free(t);
+    }
+    free(pv);
+    areq_free(r);
+}
+
+static void handle_preview(struct areq *r)
+{
+    struct sched_in in;
+    struct preview *pv = calloc(1, sizeof *pv);
+    if (!pv)
+        abort();
+    pv->r = r;
+    pv->n = reminder_input(r, &in, pv->next);
+    if (pv->n < 0) {
+        free(pv);
+        areq_free(r);
+        return;
+    }
+    if (pv->n == 0) {
+        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
+        free(pv);
+        areq_free(r);
+        return;
+    }
+    char centre[24], resident[24], at[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(resident, sizeof resident, "%lld",
+             (long long)json_integer_value(json_object_get(r->json, "resident_id")));
+    snprintf(at, sizeof at, "%lld", (long long)pv->next[0]);
+    json_t *row = json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "centre_id", centre, "contact_id", resident,
+                            "body", in.text, "place", in.place, "appointment_local",
+                            !strcmp(in.schedule, "appointment") ? in.appt_s : NULL);
+    char *rj = json_dumps(row, JSON_COMPACT);
+    json_decref(row);
+    const char *p[4] = {centre, resident, rj, at};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_reminder_text(jsonb_populate_record(NULL::reminders, $3::jsonb),"
+                         " to_timestamp($4::bigint)) FROM contacts"
+                         " WHERE id = $2::bigint AND centre_id = $1::bigint"
+                         " UNION ALL SELECT NULL LIMIT 1",
+                         4, p, preview_rendered, pv);
+    free(rj);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        free(pv);
+        areq_free(r);
+    }
+}
+
+static void reminder_created(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    if (err || PQntuples(res) > 1) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else if (PQntuples(res) == 0) {
+        fail(r->req, 404, "not_found", "Habitant introuvable.");
+    } else {
+        gw_http_json(r->req, 201, json_pack("{s:I}", "id", (json_int_t)gw_db_int(res, 0, 0)));
+    }
+    areq_free(r);
+}
+
+static void handle_reminder_create(struct areq *r)
+{
+    struct sched_in in;
+    int64_t next[5];
+    int n = reminder_input(r, &in, next);
+    if (n < 0) {
+        areq_free(r);
+        return;
+    }
+    if (n == 0) {
+        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
+        areq_free(r);
+        return;
+    }
+    char centre[24], staff[24], resident[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    snprintf(resident, sizeof resident, "%lld",
+             (long long)json_integer_value(json_object_get(r->json, "resident_id")));
+    char *offs = json_dumps(in.offsets, JSON_COMPACT | JSON_ENCODE_ANY);
+    int appt = !strcmp(in.schedule, "appointment");
+    const char *p[13] = {centre, resident, r->login, in.text, in.schedule,
+                         appt ? NULL : in.start_s, !strcmp(in.schedule, "rrule") ? in.rrule : NULL,
+                         appt ? in.appt_s : NULL, in.place, appt ? offs : NULL,
+                         in.urgent ? "t" : "f", in.ack ? "t" : "f", staff};
+    int rc = gw_db_query(
+        r->a->db,
+        "WITH c AS (SELECT phone FROM contacts WHERE id = $2::bigint AND centre_id = $1::bigint),"
+        " r AS (SELECT gw_reminder_create($1::bigint, c.phone, $3, $4, $5, $6::timestamp, $7,"
+        " $8::timestamp, $9, $10::jsonb, $11::boolean, $12::boolean) AS id FROM c)"
+        " SELECT r.id, gw_audit($1::bigint, $13::bigint, $3, 'reminder.create', 'reminder:' || r.id,"
+        " jsonb_build_object('schedule', $5::text, 'resident', $2::bigint)) FROM r",
+        13, p, reminder_created, r);
+    free(offs);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- sending (messages, inbox) */
+
+static void staff_sms_queued(void *arg, int err, int64_t id, int created, const char *status,
+                             int segments, const char *encoding)
+{
+    (void)created;
+    struct areq *r = arg;
+    if (err) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else if (status && !strcmp(status, "opted_out")) {
+        fail(r->req, 422, "opted_out",
+             "Cet habitant a demandé à ne plus recevoir de SMS (STOP) : rien n'est envoyé.");
+    } else {
+        json_t *d = json_pack("{s:I,s:s}", "message_id", (json_int_t)id, "phone", r->phone);
+        if (r->aux > 0) {
+            /* an inbox answer: the item is done */
+            char centre[24], item[24];
+            snprintf(centre, sizeof centre, "%lld", r->centre_id);
+            snprintf(item, sizeof item, "%lld", r->aux);
+            const char *p[3] = {centre, item, r->login};
+            if (gw_db_query(r->a->db,
+                            "UPDATE inbox SET handled_at = coalesce(handled_at, now()),"
+                            " handled_by = coalesce(handled_by, $3)"
+                            " WHERE id = $2::bigint AND centre_id = $1::bigint",
+                            3, p, NULL, NULL) != GW_OK)
+                gw_warn("admin", "inbox item %lld answered but not marked done", r->aux);
+            char obj[48];
+            snprintf(obj, sizeof obj, "inbox:%lld", r->aux);
+            audit(r->a, r, "inbox.reply", obj, d);
+        } else {
+            char obj[48];
+            snprintf(obj, sizeof obj, "message:%lld", (long long)id);
+            audit(r->a, r, "message.send", obj, d);
+        }
+        json_decref(d);
+        gw_http_json(r->req, 202,
+                     json_pack("{s:I,s:I,s:s,s:i,s:s}", "id", (json_int_t)id, "message_id",
+                               (json_int_t)id, "status", "queued", "segments", segments,
+                               "encoding", encoding ? encoding : "gsm7"));
+    }
+    areq_free(r);
+}
+
+static void recipient_found(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    if (err) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        fail(r->req, 404, "not_found", r->aux > 0 ? "Message introuvable." : "Habitant introuvable.");
+        areq_free(r);
+        return;
+    }
+    snprintf(r->phone, sizeof r->phone, "%s", PQgetvalue(res, 0, 0));
+    const char *text = json_string_value(json_object_get(r->json, "text"));
+    struct prov_text_info info;
+    char *t = gw_send_text(r->a->cfg, text, strlen(text), &info);
+    if (!t || info.segments > r->a->cfg->max_segments) {
+        free(t);
+        fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
+        areq_free(r);
+        return;
+    }
+    struct gw_enqueue e = {.centre_id = r->centre_id,
+                           .phone = r->phone,
+                           .text = t,
+                           .segments = info.segments,
+                           .encoding = prov_encoding_name(info.encoding),
+                           .kind = r->aux > 0 ? "replies" : "staff"};
+    int rc = gw_outbox_enqueue(r->a->o, &e, staff_sms_queued, r);
+    free(t);
+    if (rc != GW_OK)
+        staff_sms_queued(r, rc, 0, 0, NULL, 0, NULL);
+}
+
+static void handle_send(struct areq *r, int inbox)
+{
+    const char *text = json_string_value(json_object_get(r->json, "text"));
+    int blank = 1;
+    for (const char *p = text; p && *p && blank; p++)
+        blank = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+    if (!text || blank) {
+        fail(r->req, 422, "empty_text", "Écrivez le texte du SMS.");
+        areq_free(r);
+        return;
+    }
+    char centre[24], id[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    if (inbox) {
+        r->aux = r->id;
+        snprintf(id, sizeof id, "%lld", r->id);
+    } else {
+        json_t *rid = json_object_get(r->json, "resident_id");
+        if (!json_is_integer(rid)) {
+            fail(r->req, 422, "invalid_resident", "Choisissez un habitant.");
+            areq_free(r);
+            return;
+        }
+        snprintf(id, sizeof id, "%lld", (long long)json_integer_value(rid));
+    }
+    const char *p[2] = {centre, id};
+    int rc = gw_db_query(r->a->db,
+                         inbox ? "SELECT phone FROM inbox WHERE id = $2::bigint AND centre_id = $1::bigint"
+                               : "SELECT phone FROM contacts WHERE id = $2::bigint AND centre_id = $1::bigint",
+                         2, p, recipient_found, r);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- loans */
+
+static void loan_checked(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    if (err) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else if (PQntuples(res) != 1) {
+        fail(r->req, 404, "not_found", "Prêt introuvable.");
+    } else {
+        const char *action = strrchr(r->path, '/') + 1;
+        json_t *days = json_object_get(r->json, "days");
+        int d = json_is_integer(days) ? (int)json_integer_value(days) : 0;
+        if (d < 0 || d > 365) {
+            fail(r->req, 422, "invalid_days", "Durée du prêt : de 1 à 365 jours.");
+        } else {
+            char obj[48];
+            snprintf(obj, sizeof obj, "loan:%lld", r->id);
+            char act[32];
+            snprintf(act, sizeof act, "loan.%s", action);
+            audit(r->a, r, act, obj, r->json);
+            gw_flows_loan_action(r->a->flows, r->req, r->id, action, d);
+        }
+    }
+    areq_free(r);
+}
+
+static void handle_loan(struct areq *r)
+{
+    char centre[24], id[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(id, sizeof id, "%lld", r->id);
+    const char *p[2] = {centre, id};
+    if (gw_db_query(r->a->db, "SELECT 1 FROM loans WHERE id = $2::bigint AND centre_id = $1::bigint",
+                    2, p, loan_checked, r) != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- session and dispatch */
+
+static void logout_done(void *arg, PGresult *res, const char *err)
+{
+    (void)res;
+    struct areq *r = arg;
+    if (err) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else {
+        set_cookie(r->a, r->req, "", 0);
+        gw_http_reply(r->req, 204, "application/json", "", 0);
+    }
+    areq_free(r);
+}
+
+static void dispatch(struct areq *r)
+{
+    struct gw_admin *a = r->a;
+    if (!(r->ep->roles & role_bit(r->role))) {
+        a->forbidden++;
+        fail(r->req, 403, "forbidden", "Votre rôle ne permet pas cette action.");
+        areq_free(r);
+        return;
+    }
+    switch (r->ep->handler) {
+    case H_ME:
+        gw_http_json(r->req, 200, me_json(r));
+        areq_free(r);
+        return;
+    case H_LOGOUT:
+    case H_LOGOUT_ALL: {
+        char staff[24];
+        snprintf(staff, sizeof staff, "%lld", r->staff_id);
+        const char *by_token[1] = {r->token_hash}, *by_staff[1] = {staff};
+        int rc = r->ep->handler == H_LOGOUT
+                     ? gw_db_query(a->db,
+                                   "UPDATE admin_sessions SET revoked_at = now()"
+                                   " WHERE token_hash = $1",
+                                   1, by_token, logout_done, r)
+                     : gw_db_query(a->db,
+                                   "UPDATE admin_sessions SET revoked_at = now()"
+                                   " WHERE staff_id = $1::bigint AND revoked_at IS NULL",
+                                   1, by_staff, logout_done, r);
+        if (rc != GW_OK) {
+            fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+            areq_free(r);
+        }
+        return;
+    }
+    case H_RES_CREATE: handle_resident_create(r); return;
+    case H_PREVIEW: handle_preview(r); return;
+    case H_REM_CREATE: handle_reminder_create(r); return;
+    case H_MSG_SEND: handle_send(r, 0); return;
+    case H_INBOX_REPLY: handle_send(r, 1); return;
+    case H_LOAN: handle_loan(r); return;
+    default: run_generic(r); return;
+    }
+}
+
+static void session_checked(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    struct gw_admin *a = r->a;
+    if (err) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        a->unauthenticated++;
+        set_cookie(a, r->req, "", 0);
+        fail(r->req, 401, "unauthenticated", "Votre session a expiré : reconnectez-vous.");
+        areq_free(r);
+        return;
+    }
+    r->staff_id = gw_db_int(res, 0, 0);
+    r->centre_id = gw_db_int(res, 0, 1);
+    snprintf(r->login, sizeof r->login, "%s", PQgetvalue(res, 0, 2));
+    snprintf(r->role, sizeof r->role, "%s", PQgetvalue(res, 0, 3));
+    snprintf(r->csrf, sizeof r->csrf, "%s", PQgetvalue(res, 0, 4));
+    snprintf(r->name, sizeof r->name, "%s", PQgetvalue(res, 0, 5));
+    snprintf(r->centre_name, sizeof r->centre_name, "%s", PQgetvalue(res, 0, 6));
+    snprintf(r->tz, sizeof r->tz, "%s", PQgetvalue(res, 0, 7));
+    if (strcmp(r->method, "GET")) {
+        const char *t = gw_http_header(r->req, "X-CSRF-Token");
+        size_t n = strlen(r->csrf);
+        if (!t || strlen(t) != n || sodium_memcmp(t, r->csrf, n) != 0) {
+            a->csrf_refused++;
+            fail(r->req, 403, "csrf", "Requête refusée (jeton de sécurité manquant) : rechargez la page.");
+            areq_free(r);
+            return;
+        }
+    }
+    if (!r->ep) {
+        fail(r->req, 404, "not_found", "Cette adresse n'existe pas.");
+        areq_free(r);
+        return;
+    }
+    dispatch(r);
+}
+
+/* Matches path against pattern ('#' = digits); the number goes to *id. */
+static int match(const char *pattern, const char *path, long long *id)
+{
+    while (*pattern && *path) {
+        if (*pattern == '#') {
+            char *end;
+            if (*path < '0' || *path > '9')
+                return 0;
+            long long v = strtoll(path, &end, 10);
+            if (end - path > 18)
+                return 0;
+            *id = v;
+            path = end;
+            pattern++;
+        } else if (*pattern++ != *path++) {
+            return 0;
+        }
+    }
+    return !*pattern && !*path;
+}
+
+static void query_params(struct evhttp_request *req, json_t *out)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (!q || evhttp_parse_query_str(q, &params) < 0)
+        return;
+    for (struct evkeyval *kv = params.tqh_first; kv; kv = kv->next.tqe_next)
+        if (strlen(kv->key) < 32 && strlen(kv->value) < 200)
+            json_object_set_new(out, kv->key, json_string(kv->value));
+    evhttp_clear_headers(&params);
+}
+
+static void on_api(struct evhttp_request *req, void *arg, const char *tail)
+{
+    struct gw_admin *a = arg;
+    a->requests++;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    struct areq *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->a = a;
+    r->req = req;
+    snprintf(r->method, sizeof r->method, "%s", gw_http_method_name(req));
+    snprintf(r->path, sizeof r->path, "%s", tail);
+    r->query = json_object();
+    query_params(req, r->query);
+    if (gw_http_body(req, 64 * 1024, &r->body, &r->body_len) != GW_OK) {
+        fail(req, 413, "body_too_large", "Requête trop grosse.");
+        areq_free(r);
+        return;
+    }
+    if (r->body_len) {
+        json_error_t je;
+        r->json = json_loadb(r->body, r->body_len, 0, &je);
+        if (!json_is_object(r->json)) {
+            fail(req, 400, "malformed_json", "Requête illisible (JSON attendu).");
+            areq_free(r);
+            return;
+        }
+    }
+    if (!strcmp(r->method, "POST") && !strcmp(r->path, "login")) {
+        handle_login(a, req, r->json);
+        areq_free(r);
+        return;
+    }
+    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
+        if (!strcmp(endpoints[i].method, r->method) && match(endpoints[i].pattern, r->path, &r->id)) {
+            r->ep = &endpoints[i];
+            break;
+        }
+    }
+    char token[80];
+    if (cookie_token(req, token, sizeof token) != 0) {
+        a->unauthenticated++;
+        fail(req, 401, "unauthenticated", "Connectez-vous.");
+        areq_free(r);
+        return;
+    }
+    hash_token(token, r->token_hash);
+    char idle[12];
+    snprintf(idle, sizeof idle, "%d", a->cfg->admin_idle_minutes);
+    const char *p[2] = {r->token_hash, idle};
+    if (gw_db_query(a->db,
+                    "UPDATE admin_sessions s SET last_seen_at = now() FROM staff st, centres c"
+                    " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()"
+                    "   AND s.last_seen_at > now() - make_interval(mins => $2::int)"
+                    "   AND st.id = s.staff_id AND st.disabled_at IS NULL AND c.id = st.centre_id"
+                    " RETURNING st.id, st.centre_id, st.login, st.role, s.csrf, st.name, c.name,"
+                    "   c.timezone",
+                    2, p, session_checked, r) != GW_OK) {
+        fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+struct gw_admin *gw_admin_new(struct event_base *base, struct gw_db *db, struct gw_outbox *o,
+                              struct gw_flows *flows, const struct gw_config *cfg,
+                              struct gw_http *http)
+{
+    struct gw_admin *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->base = base;
+    a->db = db;
+    a->o = o;
+    a->flows = flows;
+    a->cfg = cfg;
+    a->www = strdup(cfg->admin_www_dir ? cfg->admin_www_dir : PASSERELLE_ADMIN_WWW);
+    if (!a->www)
+        abort();
+    int all = EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
+              EVHTTP_REQ_PUT;
+    gw_http_route(http, all, API_PREFIX, GW_HTTP_PREFIX, on_api, a);
+    gw_http_route(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/admin/", GW_HTTP_PREFIX, on_static, a);
+    gw_http_route(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/admin", GW_HTTP_EXACT, on_admin_root,
+                  a);
+    return a;
+}
+
+void gw_admin_free(struct gw_admin *a)
+{
+    if (!a)
+        return;
+    struct rate *e, *tmp;
+    HASH_ITER(hh, a->rates, e, tmp)
+    {
+        HASH_DEL(a->rates, e);
+        free(e);
+    }
+    free(a->www);
+    free(a);
+}
+
+void gw_admin_metrics(struct gw_admin *a, struct evbuffer *out)
+{
+    gw_metric_head(out, "passerelle_admin_logins_total", "counter", "Admin logins by result.");
+    evbuffer_add_printf(out,
+                        "passerelle_admin_logins_total{result=\"ok\"} %llu\n"
+                        "passerelle_admin_logins_total{result=\"failed\"} %llu\n"
+                        "passerelle_admin_logins_total{result=\"rate_limited\"} %llu\n",
+                        (unsigned long long)a->logins_ok, (unsigned long long)a->logins_failed,
+                        (unsigned long long)a->logins_limited);
+    gw_metric_head(out, "passerelle_admin_requests_total", "counter",
+                   "Admin API requests, and those refused.");
+    evbuffer_add_printf(out,
+                        "passerelle_admin_requests_total{result=\"all\"} %llu\n"
+                        "passerelle_admin_requests_total{result=\"unauthenticated\"} %llu\n"
+                        "passerelle_admin_requests_total{result=\"csrf\"} %llu\n"
+                        "passerelle_admin_requests_total{result=\"forbidden\"} %llu\n",
+                        (unsigned long long)a->requests, (unsigned long long)a->unauthenticated,
+                        (unsigned long long)a->csrf_refused, (unsigned long long)a->forbidden);
+}
