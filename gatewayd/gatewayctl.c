@@ -71,6 +71,10 @@ static void usage(FILE *f)
             "                                   once when no file is given)\n"
             "  staff password LOGIN [--password-file F]   new password; ends its sessions\n"
             "  staff disable LOGIN | staff list CENTRE\n"
+            "  resident export CENTRE PHONE     everything stored about that number (JSON)\n"
+            "  resident erase CENTRE PHONE --yes   erase that person (statistics stay anonymous;\n"
+            "                                   an opted-out number stays opted out)\n"
+            "  audit export CENTRE [--since TIME]   staff actions as JSON lines\n"
             "  reminder cancel ID               cancel a reminder and what it has not sent yet\n"
             "  key create CENTRE [--label TEXT] create an API key for a centre (shown once)\n"
             "  key check KEY                    exit 0 when KEY is a valid, unrevoked key\n"
@@ -608,6 +612,63 @@ static int cmd_staff(int argc, char **argv)
     else
         printf("staff account '%s' %s\n", login, !strcmp(sub, "create") ? "created" : "updated");
     sodium_memzero(pw, sizeof pw);
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
+}
+
+/* resident export CENTRE PHONE | resident erase CENTRE PHONE --yes | audit export CENTRE
+ * [--since TIME] — data protection (RGPD), on the database. */
+static int cmd_rgpd(const char *cmd, int argc, char **argv)
+{
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    if (!strcmp(cmd, "audit")) {
+        if (argc < 2 || strcmp(argv[0], "export"))
+            die(2, "audit: expected export CENTRE [--since TIME]");
+        const char *since = NULL;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--since") && i + 1 < argc)
+                since = argv[++i];
+            else
+                die(2, "audit export: unexpected argument '%s'", argv[i]);
+        }
+        const char *p[2] = {argv[1], since};
+        PGresult *r = q(pg,
+                        "SELECT json_build_object('at', a.at, 'login', a.login, 'action', a.action,"
+                        " 'object', a.object, 'detail', a.detail)::text"
+                        " FROM audit_log a JOIN centres c ON c.id = a.centre_id"
+                        " WHERE (c.name = $1 OR c.id::text = $1)"
+                        "   AND ($2::timestamptz IS NULL OR a.at >= $2::timestamptz) ORDER BY a.id",
+                        2, p);
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%s\n", PQgetvalue(r, i, 0));
+        PQclear(r);
+    } else {
+        if (argc < 3 || (strcmp(argv[0], "export") && strcmp(argv[0], "erase")))
+            die(2, "resident: expected export CENTRE PHONE, or erase CENTRE PHONE --yes");
+        char e164[24];
+        if (prov_phone_normalize(argv[2], cfg->default_region, e164, sizeof e164) != 0)
+            snprintf(e164, sizeof e164, "%s", argv[2]); /* a short code or a sender name */
+        const char *p[3] = {argv[1], e164, "gatewayctl"};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, p);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", argv[1]);
+        char cid[24];
+        snprintf(cid, sizeof cid, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        p[0] = cid;
+        if (!strcmp(argv[0], "export")) {
+            r = q(pg, "SELECT jsonb_pretty(gw_resident_export($1::bigint, $2))", 2, p);
+            printf("%s\n", PQgetvalue(r, 0, 0));
+        } else {
+            if (argc < 4 || strcmp(argv[3], "--yes"))
+                die(2, "resident erase removes this person's data for good: add --yes");
+            r = q(pg, "SELECT gw_resident_erase($1::bigint, $2, $3)::text", 3, p);
+            printf("erased %s at centre %s: %s\n", e164, argv[1], PQgetvalue(r, 0, 0));
+        }
+        PQclear(r);
+    }
     PQfinish(pg);
     gw_config_free(cfg);
     return 0;
@@ -1171,6 +1232,8 @@ int main(int argc, char **argv)
         return cmd_reminder(n, rest);
     if (!strcmp(cmd, "staff"))
         return cmd_staff(n, rest);
+    if (!strcmp(cmd, "resident") || !strcmp(cmd, "audit"))
+        return cmd_rgpd(cmd, n, rest);
     if (!strcmp(cmd, "partner"))
         return cmd_partner(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))

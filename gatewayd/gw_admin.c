@@ -61,6 +61,8 @@ static const struct endpoint {
     {"POST", "residents", R_ADMIN | R_REFERENT, H_RES_CREATE},
     {"GET", "residents/#", R_ALL, H_GENERIC},
     {"PATCH", "residents/#", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"GET", "residents/#/export", R_ADMIN | R_REFERENT, H_GENERIC},
+    {"POST", "residents/#/erase", R_ADMIN, H_GENERIC},
     {"POST", "reminders/preview", R_ADMIN | R_REFERENT, H_PREVIEW},
     {"POST", "reminders", R_ADMIN | R_REFERENT, H_REM_CREATE},
     {"DELETE", "reminders/#", R_ADMIN | R_REFERENT, H_GENERIC},

@@ -25,11 +25,12 @@ struct gw_sched {
     struct gw_db *db;
     const struct gw_config *cfg;
     struct event *ev_tick;
+    struct event *ev_retention; /* hourly: message texts past the centres' retention period */
     int stopping;
     int exp_running, rel_running;
     int exp_more, rel_more; /* the last batch came back full: go again at once */
     /* metrics */
-    uint64_t occ_pending, occ_skipped, reminders_finished, errors;
+    uint64_t occ_pending, occ_skipped, reminders_finished, errors, purged;
     uint64_t sent, deferred_quiet, deferred_cap, deferred_jobs, cancelled;
     double last_lag_s; /* how late (vs. its due time) the latest released delivery went out */
 };
@@ -434,6 +435,39 @@ static void release_claimed(void *arg, PGresult *res, const char *err)
     free(j);
 }
 
+/* ---------------------------------------------------------------- retention */
+
+#define RETENTION_EVERY_S 3600
+#define RETENTION_BATCH "20000"
+
+static void retention_done(void *arg, PGresult *res, const char *err)
+{
+    struct gw_sched *s = arg;
+    int64_t n = (!err && PQntuples(res) == 1) ? gw_db_int(res, 0, 0) : 0;
+    if (err)
+        gw_warn("retention", "purge failed (%s); tried again in an hour", err);
+    else if (n > 0)
+        gw_info("retention", "%lld message texts past their centre's retention period purged",
+                (long long)n);
+    s->purged += (uint64_t)n;
+    /* a full batch: more is waiting, go on in a minute rather than an hour */
+    struct timeval tv = {n >= 20000 ? 60 : RETENTION_EVERY_S, 0};
+    if (!s->stopping)
+        evtimer_add(s->ev_retention, &tv);
+}
+
+static void on_retention(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct gw_sched *s = arg;
+    const char *p[1] = {RETENTION_BATCH};
+    if (gw_db_query(s->db, "SELECT gw_retention_run($1::int)", 1, p, retention_done, s) != GW_OK) {
+        struct timeval tv = {300, 0};
+        evtimer_add(s->ev_retention, &tv);
+    }
+}
+
 /* ---------------------------------------------------------------- the timer */
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -476,13 +510,17 @@ struct gw_sched *gw_sched_new(struct event_base *base, struct gw_db *db,
     s->db = db;
     s->cfg = cfg;
     s->ev_tick = evtimer_new(base, on_tick, s);
+    s->ev_retention = evtimer_new(base, on_retention, s);
     return s;
 }
 
 void gw_sched_start(struct gw_sched *s)
 {
-    if (s->cfg->sched_enabled)
+    if (s->cfg->sched_enabled) {
         schedule_tick(s, 200);
+        struct timeval tv = {60, 0}; /* the first purge a minute after start */
+        evtimer_add(s->ev_retention, &tv);
+    }
     else
         gw_info("scheduler", "disabled on this node ([scheduler] enabled = no)");
 }
@@ -491,6 +529,7 @@ void gw_sched_stop(struct gw_sched *s)
 {
     s->stopping = 1;
     evtimer_del(s->ev_tick);
+    evtimer_del(s->ev_retention);
 }
 
 void gw_sched_free(struct gw_sched *s)
@@ -498,6 +537,7 @@ void gw_sched_free(struct gw_sched *s)
     if (!s)
         return;
     event_free(s->ev_tick);
+    event_free(s->ev_retention);
     free(s);
 }
 
@@ -524,6 +564,10 @@ void gw_sched_metrics(struct gw_sched *s, struct evbuffer *out)
     gw_metric_head(out, "passerelle_scheduler_release_lag_seconds", "gauge",
                    "How late the latest released delivery was queued after its due time.");
     evbuffer_add_printf(out, "passerelle_scheduler_release_lag_seconds %.3f\n", s->last_lag_s);
+    gw_metric_head(out, "passerelle_retention_purged_total", "counter",
+                   "Message texts purged after their centre's retention period.");
+    evbuffer_add_printf(out, "passerelle_retention_purged_total %llu\n",
+                        (unsigned long long)s->purged);
     gw_metric_head(out, "passerelle_scheduler_errors_total", "counter",
                    "Scheduler passes or reminders that failed.");
     evbuffer_add_printf(out, "passerelle_scheduler_errors_total %llu\n",

@@ -133,13 +133,27 @@ BEGIN
     IF p_method = 'GET' AND p_path = 'residents' THEN
         RETURN jsonb_build_object('status', 200, 'body', jsonb_build_object('residents',
             coalesce((SELECT jsonb_agg(gw_resident_json(x) ORDER BY x.first_name NULLS LAST, x.phone)
-              FROM (SELECT * FROM contacts ct WHERE ct.centre_id = p_centre
+              FROM (SELECT * FROM contacts ct WHERE ct.centre_id = p_centre AND ct.phone <> 'erased'
                        AND (coalesce(p_query ->> 'q', '') = ''
                             OR gw_fold(ct.first_name) LIKE '%' || gw_fold(p_query ->> 'q') || '%'
                             OR (regexp_replace(p_query ->> 'q', '[^0-9]', '', 'g') <> ''
                                 AND (ct.phone LIKE '%' || regexp_replace(p_query ->> 'q', '[^0-9]', '', 'g') || '%'
                                      OR ('0' || substr(ct.phone, 4)) LIKE '%' || regexp_replace(p_query ->> 'q', '[^0-9]', '', 'g') || '%')))
                      ORDER BY ct.unknown, ct.first_name NULLS LAST, ct.phone LIMIT lim) x), '[]'::jsonb)));
+    END IF;
+
+    IF p_path ~ '^residents/[0-9]+/(export|erase)$' THEN
+        SELECT * INTO c FROM contacts ct WHERE ct.id = v_id AND ct.centre_id = p_centre;
+        IF NOT FOUND OR c.phone = 'erased' THEN
+            RETURN jsonb_build_object('status', 404, 'body', jsonb_build_object('error',
+                jsonb_build_object('code', 'not_found', 'message', 'Habitant introuvable.')));
+        END IF;
+        IF p_path LIKE '%/export' THEN
+            -- gw_resident_export and gw_resident_erase come with 008 (RGPD)
+            PERFORM gw_audit(p_centre, p_staff, p_login, 'resident.export', 'resident:' || c.id);
+            RETURN jsonb_build_object('status', 200, 'body', gw_resident_export(p_centre, c.phone));
+        END IF;
+        RETURN jsonb_build_object('status', 200, 'body', gw_resident_erase(p_centre, c.phone, p_login));
     END IF;
 
     IF p_path ~ '^residents/[0-9]+$' THEN
