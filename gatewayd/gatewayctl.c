@@ -262,6 +262,7 @@ static int cmd_centre(int argc, char **argv)
             {"loan_days", "^[1-9][0-9]{0,2}$", "days (1-999)"},
             {"ussd_timeout_s", "^[1-9][0-9]{0,3}$", "seconds (1-9999)"},
             {"display_name", "^.{1,40}$", "a name of at most 40 characters"},
+            {"retention_days", "^([1-9][0-9]{0,3})$", "days (1-9999)"},
             {"fanout_max", "^([1-9][0-9]{0,5}|1000000)$", "a number from 1 to 1000000"},
             {"daily_cap", "^([1-9]|[1-4][0-9]|50)$", "a number from 1 to 50"},
             {"quiet_start", "^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time HH:MM"},
