@@ -1,6 +1,7 @@
 /* gw_config — see gw_config.h. */
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_util.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -122,6 +123,14 @@ static int route_key(struct parse_ctx *p, const char *route, const char *key, co
     } else if (!strcmp(key, "breaker_cooldown_ms")) {
         if (parse_int(value, 100, 3600000, &r->breaker_cooldown_ms) < 0)
             ERR("breaker_cooldown_ms must be between 100 and 3600000");
+    } else if (!strcmp(key, "callback_secret")) {
+        if (strlen(value) < 16 || strlen(value) > 200 || strpbrk(value, " &=?#/%+"))
+            ERR("callback_secret must be 16 to 200 characters without spaces or &=?#/%%+");
+        set_str(&r->callback_secret, value);
+    } else if (!strcmp(key, "callback_allow")) {
+        if (gw_addr_list_check(value) != 0)
+            ERR("callback_allow must list IPv4/IPv6 addresses or IPv4 CIDRs, comma-separated");
+        set_str(&r->callback_allow, value);
     }
     /* Every key, known or not, is handed to the driver as an option. */
     char **k = realloc(r->keys, (r->n + 1) * sizeof *k);
@@ -438,6 +447,8 @@ void gw_config_free(struct gw_config *c)
         struct gw_route_conf *r = &c->routes[i];
         free(r->name);
         free(r->driver);
+        free(r->callback_secret);
+        free(r->callback_allow);
         for (size_t k = 0; k < r->n; k++) {
             free(r->keys[k]);
             free(r->values[k]);

@@ -17,6 +17,8 @@ struct gw_route_conf {
     int concurrency; /* sends in flight at most */
     int breaker_failures;    /* consecutive temporary failures that open the circuit */
     int breaker_cooldown_ms; /* first pause before a probe (doubles while it keeps failing) */
+    char *callback_secret;   /* required on /providers/NAME/… (header or ?secret=) when set */
+    char *callback_allow;    /* comma-separated addresses / IPv4 CIDRs allowed to call back */
     size_t n;        /* driver options (every key of the section, in file order) */
     char **keys;
     char **values;

@@ -2,6 +2,7 @@
 #include "gw_outbox.h"
 #include "flow_match.h"
 #include <unistr.h>
+#include <sodium.h>
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_http.h"
@@ -1087,6 +1088,34 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
         struct route *r = &o->routes[i];
         if (strlen(r->name) != len || strncmp(r->name, tail, len) != 0)
             continue;
+        const struct gw_route_conf *rc = gw_config_route(o->cfg, r->name);
+        if (rc && rc->callback_allow) {
+            char *addr = NULL;
+            ev_uint16_t port = 0;
+            struct evhttp_connection *conn = evhttp_request_get_connection(req);
+            if (conn)
+                evhttp_connection_get_peer(conn, &addr, &port);
+            if (!addr || !gw_addr_in_list(rc->callback_allow, addr)) {
+                gw_warn(r->name, "callback from %s refused: not in callback_allow",
+                        addr ? addr : "?");
+                gw_http_error(req, 403, "forbidden", "this address may not call route %s",
+                              r->name);
+                return;
+            }
+        }
+        if (rc && rc->callback_secret) {
+            const char *h = gw_http_header(req, "X-Passerelle-Callback-Secret");
+            char *q = h ? NULL : gw_http_query_param(req, "secret");
+            const char *given = h ? h : q;
+            size_t n = strlen(rc->callback_secret);
+            int ok = given && strlen(given) == n && sodium_memcmp(given, rc->callback_secret, n) == 0;
+            free(q);
+            if (!ok) {
+                gw_warn(r->name, "callback without the right secret refused");
+                gw_http_error(req, 401, "unauthorized", "missing or wrong callback secret");
+                return;
+            }
+        }
         if (!r->ops->http || r->ops->http(r->priv, req, slash ? slash + 1 : "") != 0)
             gw_http_error(req, 404, "not_found", "route %s has no endpoint '%s'", r->name,
                           slash ? slash + 1 : "");

@@ -1,6 +1,8 @@
 /* gw_util — see gw_util.h. */
 #include "gw_util.h"
 
+#include <arpa/inet.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
@@ -141,4 +143,64 @@ int gw_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 uint32_t gw_random32(void)
 {
     return randombytes_random();
+}
+
+/* One item of an address list against addr (NULL: only check the item). 1 match, 0 no match,
+ * -1 malformed item. */
+static int addr_item(const char *item, size_t len, const char *addr)
+{
+    char buf[64];
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, item, len);
+    buf[len] = '\0';
+    char *slash = strchr(buf, '/');
+    int bits = 32;
+    if (slash) {
+        char *end;
+        long b = strtol(slash + 1, &end, 10);
+        if (*end || end == slash + 1 || b < 0 || b > 32)
+            return -1;
+        bits = (int)b;
+        *slash = '\0';
+    }
+    struct in_addr a4, b4;
+    struct in6_addr a6, b6;
+    if (inet_pton(AF_INET, buf, &a4) == 1) {
+        if (!addr || inet_pton(AF_INET, addr, &b4) != 1)
+            return 0;
+        uint32_t mask = bits == 0 ? 0 : htonl(0xffffffffu << (32 - bits));
+        return (a4.s_addr & mask) == (b4.s_addr & mask);
+    }
+    if (!slash && inet_pton(AF_INET6, buf, &a6) == 1)
+        return addr && inet_pton(AF_INET6, addr, &b6) == 1 && !memcmp(&a6, &b6, sizeof a6);
+    return -1;
+}
+
+static int addr_walk(const char *list, const char *addr)
+{
+    int any = 0;
+    while (*list) {
+        while (*list == ' ' || *list == ',')
+            list++;
+        size_t n = strcspn(list, ", ");
+        if (!n)
+            break;
+        int m = addr_item(list, n, addr);
+        if (m < 0)
+            return -1;
+        any |= m;
+        list += n;
+    }
+    return any;
+}
+
+int gw_addr_list_check(const char *list)
+{
+    return addr_walk(list, NULL) < 0 ? -1 : 0;
+}
+
+int gw_addr_in_list(const char *list, const char *addr)
+{
+    return addr_walk(list, addr) == 1;
 }

@@ -42,4 +42,9 @@ int gw_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 /* Random 32-bit value (libsodium). */
 uint32_t gw_random32(void);
 
+/* Address lists ("10.0.0.5, 192.168.1.0/24, ::1"): 0 when every item is an IPv4/IPv6 address
+ * or an IPv4 CIDR, else -1. gw_addr_in_list: 1 when addr (numeric) matches an item. */
+int gw_addr_list_check(const char *list);
+int gw_addr_in_list(const char *list, const char *addr);
+
 #endif

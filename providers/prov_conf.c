@@ -22,8 +22,9 @@ const char *prov_conf_get(const struct prov_conf *c, const char *key, const char
 
 int prov_conf_core_key(const char *key)
 {
-    static const char *const core[] = {"driver", "rate", "concurrency", "breaker_failures",
-                                       "breaker_cooldown_ms"};
+    static const char *const core[] = {"driver",           "rate",           "concurrency",
+                                       "breaker_failures", "breaker_cooldown_ms",
+                                       "callback_secret",  "callback_allow"};
     for (size_t i = 0; i < sizeof core / sizeof core[0]; i++)
         if (strcmp(core[i], key) == 0)
             return 1;

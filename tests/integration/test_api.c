@@ -1070,6 +1070,55 @@ static void test_temporary_failure_max_attempts(void **state)
     free(s.conninfo);
 }
 
+/* ------------------------------------------------------------------ callback secret and allow-list */
+
+static long inbound_status(struct solo *s, const char *path)
+{
+    char *url = h_printf("%s%s", s->d->url, path);
+    const char *form = "from=0612345678&text=AIDE";
+    struct h_resp *r = h_http("POST", url, NULL, "application/x-www-form-urlencoded", form,
+                              strlen(form));
+    long st = r->status;
+    h_resp_free(r);
+    free(url);
+    return st;
+}
+
+static void test_callback_secret(void **state)
+{
+    (void)state;
+    struct solo s = solo_start("cbsecret",
+                               "callback_secret = Sekr3t-callback-2026\n"
+                               "callback_allow = 127.0.0.0/8, ::1\n",
+                               NULL);
+    struct h_checks ck = {0};
+    long none = inbound_status(&s, "/providers/sim/inbound");
+    long wrong = inbound_status(&s, "/providers/sim/inbound?secret=Sekr3t-callback-2025");
+    long good = inbound_status(&s, "/providers/sim/inbound?secret=Sekr3t-callback-2026");
+    h_check(&ck, none == 401, "a callback without the route's secret is refused: %ld", none);
+    h_check(&ck, wrong == 401, "a callback with a wrong secret is refused: %ld", wrong);
+    h_check(&ck, good == 200, "a callback with the secret (from an allowed address) works: %ld",
+            good);
+    long long stored = h_sql_int(s.conninfo, "SELECT count(*) FROM messages WHERE direction = 'in'");
+    h_check(&ck, stored == 1, "only the authenticated callback was stored: %lld", stored);
+    h_daemon_stop_check(s.d, &ck);
+    h_daemon_free(s.d);
+    free(s.key);
+    free(s.conninfo);
+    h_checks_done(&ck, "callback secret");
+
+    /* an allow-list that does not contain the loopback address */
+    struct solo t = solo_start("cballow", "callback_allow = 192.0.2.0/24\n", NULL);
+    struct h_checks ck2 = {0};
+    long denied = inbound_status(&t, "/providers/sim/inbound");
+    h_check(&ck2, denied == 403, "a callback from an address outside callback_allow: %ld", denied);
+    h_daemon_stop_check(t.d, &ck2);
+    h_daemon_free(t.d);
+    free(t.key);
+    free(t.conninfo);
+    h_checks_done(&ck2, "callback allow-list");
+}
+
 int main(int argc, char **argv)
 {
     h_init("api", argc, argv);
@@ -1098,6 +1147,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_version_and_check_config),
         cmocka_unit_test(test_permanent_failure),
         cmocka_unit_test(test_temporary_failure_max_attempts),
+        cmocka_unit_test(test_callback_secret),
     };
     int failures = cmocka_run_group_tests_name("api (one daemon)", shared, group_setup,
                                                group_teardown);
