@@ -13,6 +13,9 @@
  *   gatewayctl [--url URL] --key KEY send TO TEXT [--at RFC3339] [--idempotency-key K]
  *
  *   gatewayctl [--url URL] [--config FILE | --key TOKEN] ussd ROUTE CODE
+ *   gatewayctl [--url URL] [--config FILE | --key TOKEN] tail [--centre C] [--route R]
+ *              [--state S] [--phone-suffix NN] [--json]      (GET /ops/events, until Ctrl-C)
+ *   gatewayctl --config FILE retry --failed-since TIME [--centre C] [--dry-run]
  *
  * Exit codes: 0 ok, 1 failure (the message says why), 2 usage error, 3 not found,
  * 4 not supported.
@@ -32,9 +35,11 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef PASSERELLE_VERSION
 #define PASSERELLE_VERSION "dev"
@@ -82,6 +87,10 @@ static void usage(FILE *f)
             "  partner create CENTRE NAME [--topics T,…] [--jobs] [--rate N]   a partner's webhook\n"
             "                                   key id and secret (shown once); partner list\n"
             "                                   CENTRE; partner revoke KEYID\n"
+            "  retry --failed-since TIME [--centre C] [--dry-run]   queue again the messages\n"
+            "                                   that failed (or came back undelivered) since TIME\n"
+            "                                   (RFC 3339 or local YYYY-MM-DD HH:MM), except to\n"
+            "                                   numbers that opted out; --dry-run prints the count\n"
             "\n"
             "runtime (HTTP, default --url http://127.0.0.1:8080):\n"
             "  status                           daemon, database and route health\n"
@@ -91,6 +100,9 @@ static void usage(FILE *f)
             "                                   the route cannot do USSD\n"
             "  loan confirm|refuse|returned ID [--days N]   a staff decision on a loan; the\n"
             "                                   resident gets an SMS (operator token as above)\n"
+            "  tail [--centre C] [--route R] [--state S] [--phone-suffix 78] [--json]\n"
+            "                                   follow message state changes live (operator\n"
+            "                                   token); reconnects by itself; Ctrl-C stops\n"
             "\n"
             "  --version, --help\n");
 }
@@ -744,6 +756,17 @@ static int cmd_reminder(int argc, char **argv)
         char e164[24];
         if (prov_phone_normalize(phone, cfg->default_region, e164, sizeof e164) != 0)
             die(2, "reminder create: '%s' is not a mobile number", phone);
+        if (at) {
+            const char *pp[2] = {centre, at};
+            PGresult *past = q(pg,
+                               "SELECT ($2::timestamp AT TIME ZONE c.timezone) <"
+                               " date_trunc('minute', now()) FROM centres c"
+                               " WHERE c.name = $1 OR c.id::text = $1",
+                               2, pp);
+            if (PQntuples(past) == 1 && PQgetvalue(past, 0, 0)[0] == 't')
+                die(2, "reminder create: --at %s has already passed (centre time)", at);
+            PQclear(past);
+        }
         char fu[12];
         snprintf(fu, sizeof fu, "%d", followup);
         char *offs = json_dumps(offsets, JSON_COMPACT);
@@ -1183,6 +1206,372 @@ static int cmd_send(int argc, char **argv)
     return 1;
 }
 
+/* ---- tail: follow GET /ops/events (Server-Sent Events), reconnecting by itself. */
+
+static volatile sig_atomic_t tail_stop;
+
+static void on_tail_signal(int sig)
+{
+    (void)sig;
+    tail_stop = 1;
+}
+
+struct sse {
+    CURL *curl;
+    int json;
+    long status;        /* of the current connection; 0 until the first bytes */
+    int connected;      /* it answered 200 */
+    struct buf line;    /* the line being read */
+    struct buf data;    /* the data lines of the event being read */
+    char id[24], event[32];
+    long long last_id;  /* the last event id seen; -1: none yet */
+    struct buf errbody; /* the body of an answer other than 200 */
+    const char *url;
+};
+
+static void buf_add(struct buf *b, const char *p, size_t n)
+{
+    char *d = realloc(b->data, b->len + n + 1);
+    if (!d)
+        die(1, "out of memory");
+    memcpy(d + b->len, p, n);
+    b->data = d;
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+/* One readable line: `2026-11-30 10:00:01 centre "Les Oliviers" route sim +33 6** ** ** 78
+ * delivered (1 segment)`, then the error or detail when there is one. */
+static void tail_print_readable(const char *data)
+{
+    json_t *j = json_loads(data, 0, NULL);
+    if (!j) {
+        printf("%s\n", data);
+        return;
+    }
+    char when[32] = "?";
+    int64_t t;
+    const char *at = json_string_value(json_object_get(j, "at"));
+    if (at && gw_parse_rfc3339(at, &t) == GW_OK) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        if (localtime_r(&tt, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    }
+    const char *centre = json_string_value(json_object_get(j, "centre"));
+    const char *route = json_string_value(json_object_get(j, "route"));
+    const char *phone = json_string_value(json_object_get(j, "phone"));
+    const char *state = json_string_value(json_object_get(j, "state"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    const char *detail = json_string_value(json_object_get(j, "detail"));
+    long long seg = (long long)json_integer_value(json_object_get(j, "segments"));
+    printf("%s centre \"%s\" route %s %s %s (%lld segment%s)", when, centre ? centre : "?",
+           route ? route : "-", phone ? phone : "***", state ? state : "?", seg,
+           seg == 1 ? "" : "s");
+    if (error)
+        printf(", error: %s", error);
+    else if (detail)
+        printf(", %s", detail);
+    printf("\n");
+    json_decref(j);
+}
+
+static void tail_dispatch(struct sse *s)
+{
+    if (s->id[0]) {
+        char *end;
+        long long v = strtoll(s->id, &end, 10);
+        if (!*end && v >= 0)
+            s->last_id = v;
+    }
+    if (s->data.len && (!s->event[0] || !strcmp(s->event, "message"))) {
+        if (s->data.data[s->data.len - 1] == '\n')
+            s->data.data[--s->data.len] = '\0';
+        if (s->json)
+            printf("%s\n", s->data.data);
+        else
+            tail_print_readable(s->data.data);
+        fflush(stdout);
+    }
+    s->data.len = 0;
+    if (s->data.data)
+        s->data.data[0] = '\0';
+    s->id[0] = s->event[0] = '\0';
+}
+
+static void tail_line(struct sse *s, char *line)
+{
+    size_t n = strlen(line);
+    if (n && line[n - 1] == '\r')
+        line[--n] = '\0';
+    if (n == 0) {
+        tail_dispatch(s);
+        return;
+    }
+    if (line[0] == ':')
+        return; /* a comment (keepalive) */
+    char *value = strchr(line, ':');
+    if (value) {
+        *value++ = '\0';
+        if (*value == ' ')
+            value++;
+    } else {
+        value = line + n;
+    }
+    if (!strcmp(line, "data")) {
+        buf_add(&s->data, value, strlen(value));
+        buf_add(&s->data, "\n", 1);
+    } else if (!strcmp(line, "id")) {
+        snprintf(s->id, sizeof s->id, "%s", value);
+    } else if (!strcmp(line, "event")) {
+        snprintf(s->event, sizeof s->event, "%s", value);
+    }
+}
+
+static size_t tail_on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct sse *s = arg;
+    size_t n = size * nmemb;
+    if (!s->status)
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &s->status);
+    if (s->status != 200) {
+        if (s->errbody.len < 4096)
+            buf_add(&s->errbody, ptr, n);
+        return n;
+    }
+    if (!s->connected) {
+        s->connected = 1;
+        fprintf(stderr, "gatewayctl: following %s\n", s->url);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ptr[i] == '\n') {
+            tail_line(s, s->line.data ? s->line.data : (char[]){'\0'});
+            s->line.len = 0;
+            if (s->line.data)
+                s->line.data[0] = '\0';
+        } else {
+            buf_add(&s->line, ptr + i, 1);
+        }
+    }
+    return n;
+}
+
+static int tail_on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)arg;
+    (void)dt;
+    (void)dn;
+    (void)ut;
+    (void)un;
+    return tail_stop ? 1 : 0;
+}
+
+static void tail_sleep(double seconds)
+{
+    for (double slept = 0; slept < seconds && !tail_stop; slept += 0.1) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int cmd_tail(int argc, char **argv)
+{
+    const char *names[4] = {"centre", "route", "state", "phone_suffix"};
+    const char *vals[4] = {NULL, NULL, NULL, NULL};
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--centre") && i + 1 < argc)
+            vals[0] = argv[++i];
+        else if (!strcmp(argv[i], "--route") && i + 1 < argc)
+            vals[1] = argv[++i];
+        else if (!strcmp(argv[i], "--state") && i + 1 < argc)
+            vals[2] = argv[++i];
+        else if (!strcmp(argv[i], "--phone-suffix") && i + 1 < argc)
+            vals[3] = argv[++i];
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else
+            die(2, "tail: unexpected argument '%s'", argv[i]);
+    }
+    if (vals[3]) {
+        size_t n = strlen(vals[3]);
+        if (n < 2 || n > 4 || strspn(vals[3], "0123456789") != n)
+            die(2, "tail: --phone-suffix is the last 2 to 4 digits of the number");
+    }
+    if (!ops_token())
+        die(2, "tail needs the operator token: --key TOKEN, or --config FILE with ops_token");
+    CURL *c = curl_easy_init();
+    if (!c)
+        die(1, "cannot initialise libcurl");
+    const char *base = opt_url ? opt_url : "http://127.0.0.1:8080";
+    struct buf url = {0};
+    buf_add(&url, base, strlen(base));
+    buf_add(&url, "/ops/events", 11);
+    for (int k = 0, first = 1; k < 4; k++) {
+        if (!vals[k])
+            continue;
+        char *esc = curl_easy_escape(c, vals[k], 0);
+        if (!esc)
+            die(1, "out of memory");
+        buf_add(&url, first ? "?" : "&", 1);
+        buf_add(&url, names[k], strlen(names[k]));
+        buf_add(&url, "=", 1);
+        buf_add(&url, esc, strlen(esc));
+        curl_free(esc);
+        first = 0;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_tail_signal; /* no SA_RESTART: sleeps end at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct sse s = {.curl = c, .json = json, .last_id = -1, .url = url.data};
+    char auth[300], last[64];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", opt_key);
+    double backoff = 0.5;
+    int rc = 0;
+    while (!tail_stop) {
+        struct curl_slist *h = curl_slist_append(NULL, auth);
+        h = curl_slist_append(h, "Accept: text/event-stream");
+        if (s.last_id >= 0) {
+            snprintf(last, sizeof last, "Last-Event-ID: %lld", s.last_id);
+            h = curl_slist_append(h, last);
+        }
+        s.status = 0;
+        s.connected = 0;
+        s.errbody.len = s.line.len = s.data.len = 0;
+        s.id[0] = s.event[0] = '\0';
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_URL, url.data);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tail_on_data);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, tail_on_progress);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        /* the daemon writes at least every 15 s: 45 s of silence is a dead connection */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 45L);
+        CURLcode cc = curl_easy_perform(c);
+        curl_slist_free_all(h);
+        if (tail_stop)
+            break;
+        long st = s.status;
+        if (!st)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+        char why[300];
+        if (s.connected) {
+            backoff = 0.5; /* it worked: the next drop is retried soon */
+            snprintf(why, sizeof why, "the stream ended (%s)",
+                     cc == CURLE_OK ? "closed by the daemon" : curl_easy_strerror(cc));
+        } else if (st >= 400 && st < 500 && st != 408 && st != 429) {
+            json_t *j = s.errbody.data ? json_loads(s.errbody.data, 0, NULL) : NULL;
+            const char *msg = json_string_value(
+                json_object_get(json_object_get(j, "error"), "message"));
+            fprintf(stderr, "gatewayctl: %s (HTTP %ld)\n",
+                    msg ? msg : (s.errbody.data ? s.errbody.data : ""), st);
+            json_decref(j);
+            rc = st == 404 ? 3 : st == 400 || st == 422 ? 2 : 1;
+            break;
+        } else if (st) {
+            snprintf(why, sizeof why, "the daemon answered HTTP %ld", st);
+        } else {
+            snprintf(why, sizeof why, "cannot reach the daemon at %s (%s)", base,
+                     curl_easy_strerror(cc));
+        }
+        fprintf(stderr, "gatewayctl: %s; reconnecting in %.1f s\n", why, backoff);
+        tail_sleep(backoff);
+        backoff = backoff * 2 > 10 ? 10 : backoff * 2;
+    }
+    curl_easy_cleanup(c);
+    free(url.data);
+    free(s.line.data);
+    free(s.data.data);
+    free(s.errbody.data);
+    return rc;
+}
+
+/* ---- retry: re-queue failed messages (database, needs --config). */
+
+/* RFC 3339, or "YYYY-MM-DD HH:MM" in the local time of this machine (TZ). */
+static int parse_since(const char *s, int64_t *out)
+{
+    if (gw_parse_rfc3339(s, out) == GW_OK)
+        return 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2d %2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &n) != 5 ||
+        s[n] != '\0')
+        return -1;
+    struct tm want = tm;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    /* mktime normalises 2026-02-30 into March: refuse what did not exist as written */
+    if (t == (time_t)-1 || tm.tm_year + 1900 != want.tm_year || tm.tm_mon + 1 != want.tm_mon ||
+        tm.tm_mday != want.tm_mday || tm.tm_min != want.tm_min)
+        return -1;
+    *out = (int64_t)t;
+    return 0;
+}
+
+static int cmd_retry(int argc, char **argv)
+{
+    const char *since = NULL, *centre = NULL;
+    int dry = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--failed-since") && i + 1 < argc)
+            since = argv[++i];
+        else if (!strcmp(argv[i], "--centre") && i + 1 < argc)
+            centre = argv[++i];
+        else if (!strcmp(argv[i], "--dry-run"))
+            dry = 1;
+        else
+            die(2, "retry: unexpected argument '%s'", argv[i]);
+    }
+    if (!since)
+        die(2, "retry: --failed-since TIME is required (RFC 3339, or local \"YYYY-MM-DD HH:MM\")");
+    int64_t t;
+    if (parse_since(since, &t) != 0)
+        die(2, "retry: '%s' is not a time (RFC 3339, or local \"YYYY-MM-DD HH:MM\")", since);
+    struct gw_config *cfg = load_config();
+    PGconn *pg = db_connect(cfg);
+    char cid[24] = "";
+    if (centre) {
+        const char *pc[1] = {centre};
+        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1"
+                            " ORDER BY name = $1 DESC LIMIT 1", 1, pc);
+        if (PQntuples(r) != 1)
+            die(3, "no centre named '%s'", centre);
+        snprintf(cid, sizeof cid, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    char ts[24];
+    snprintf(ts, sizeof ts, "%lld", (long long)t);
+    const char *p[3] = {ts, centre ? cid : NULL, dry ? "true" : "false"};
+    PGresult *r = q(pg,
+                    "SELECT retried, opted_out FROM gw_retry_failed(to_timestamp($1::bigint),"
+                    " $2::bigint, $3::boolean)",
+                    3, p);
+    long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    long long opted = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    if (dry)
+        printf("%lld\n", n);
+    else
+        printf("%lld message%s queued again\n", n, n == 1 ? "" : "s");
+    if (opted)
+        fprintf(stderr, "gatewayctl: %lld failed message%s left alone: the number opted out\n",
+                opted, opted == 1 ? "" : "s");
+    PQfinish(pg);
+    gw_config_free(cfg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -1237,6 +1626,8 @@ int main(int argc, char **argv)
         return cmd_rgpd(cmd, n, rest);
     if (!strcmp(cmd, "partner"))
         return cmd_partner(n, rest);
+    if (!strcmp(cmd, "retry"))
+        return cmd_retry(n, rest);
     if (!strcmp(cmd, "loan") && n >= 1 && !strcmp(rest[0], "list"))
         return cmd_loan(n, rest);
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1249,6 +1640,8 @@ int main(int argc, char **argv)
         rc = cmd_ussd(n, rest);
     else if (!strcmp(cmd, "loan"))
         rc = cmd_loan(n, rest);
+    else if (!strcmp(cmd, "tail"))
+        rc = cmd_tail(n, rest);
     else
         die(2, "unknown command '%s' (see gatewayctl --help)", cmd);
     curl_global_cleanup();

@@ -1296,3 +1296,21 @@ int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, i
     }
     return 0;
 }
+
+int gw_outbox_set_limits(struct gw_outbox *o, const char *route, double rate, int concurrency)
+{
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (strcmp(r->name, route) != 0)
+            continue;
+        if (r->rate != rate || r->concurrency != concurrency)
+            gw_info(r->name, "limits now %g/s, %d in flight (were %g/s, %d)", rate, concurrency,
+                    r->rate, r->concurrency);
+        r->rate = rate;
+        r->concurrency = concurrency;
+        if (!o->draining)
+            route_kick(r);
+        return GW_OK;
+    }
+    return GW_ENOTFOUND;
+}

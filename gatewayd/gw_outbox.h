@@ -75,6 +75,9 @@ void gw_outbox_set_inbound_hook(struct gw_outbox *o, gw_inbound_hook fn, void *a
  * or back in (0). Returns 1 when the route was told, 0 when it has no such list or is unknown. */
 int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, int opted_out);
 
+/* New rate and concurrency limits for a route (SIGHUP reload). GW_ENOTFOUND: no such route. */
+int gw_outbox_set_limits(struct gw_outbox *o, const char *route, double rate, int concurrency);
+
 /* {"sim":{"driver":"sim","state":"up","in_flight":…,"queued":…}, …} */
 struct json_t *gw_outbox_status(struct gw_outbox *o);
 void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out);

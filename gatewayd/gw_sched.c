@@ -240,6 +240,10 @@ static json_t *expand_one(struct gw_sched *s, PGresult *res, int i, int64_t now)
         json_object_set_new(row, "next_key", json_string(key));
         json_object_set_new(row, "finished", json_false());
     } else {
+        if (found == 0 && !has_next)
+            gw_warn("scheduler", "reminder %lld has no occurrence after it was saved (its time "
+                                 "has passed): it is finished without sending anything",
+                    r.id);
         json_object_set_new(row, "next_at", json_null());
         json_object_set_new(row, "finished", json_true());
         s->reminders_finished++;

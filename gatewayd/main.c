@@ -13,6 +13,7 @@
 #include "gw_auth.h"
 #include "gw_config.h"
 #include "gw_db.h"
+#include "gw_events.h"
 #include "gw_http.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
@@ -32,6 +33,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,8 @@
 
 #define SHUTDOWN_GRACE_S 10
 
+static const char *config_path; /* for SIGHUP */
+
 struct daemon {
     struct gw_config *cfg;
     struct event_base *base;
@@ -57,7 +61,10 @@ struct daemon {
     struct gw_sched *sched;
     struct gw_admin *admin;
     struct gw_partners *partners;
+    struct gw_events *events;
     struct event *ev_sigterm, *ev_sigint, *ev_grace;
+    struct event *ev_sighup, *ev_watchdog;
+    uint64_t watchdog_usec;
     int64_t started_ms;
     int stopping;
 };
@@ -112,6 +119,7 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
     gw_sched_metrics(d->sched, out);
     gw_admin_metrics(d->admin, out);
     gw_partners_metrics(d->partners, out);
+    gw_events_metrics(d->events, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
         uint64_t n = gw_http_count(st);
@@ -214,6 +222,16 @@ static void on_ops_ussd(struct evhttp_request *req, void *arg, const char *tail)
     free(u);
 }
 
+/* GET /ops/events: the live stream of message state changes (gatewayctl tail). */
+static void on_ops_events(struct evhttp_request *req, void *arg, const char *tail)
+{
+    (void)tail;
+    struct daemon *d = arg;
+    if (!ops_authorized(d, req))
+        return;
+    gw_events_handle(d->events, req);
+}
+
 static void drained(void *arg)
 {
     struct daemon *d = arg;
@@ -242,13 +260,57 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->stopping = 1;
+    sd_notify(0, "STOPPING=1");
     gw_info("gatewayd", "%s received: finishing in-flight sends (at most %d s)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", SHUTDOWN_GRACE_S);
     gw_http_close_listener(d->http);
+    gw_events_close_all(d->events); /* streams would hold their connections open */
     gw_sched_stop(d->sched);
     struct timeval tv = {SHUTDOWN_GRACE_S, 0};
     evtimer_add(d->ev_grace, &tv);
     gw_outbox_drain(d->outbox, drained, d);
+}
+
+/* SIGHUP: read the configuration again and apply what can change without dropping anything:
+ * the log format and level, and each route's rate and concurrency. Adding or removing routes,
+ * the listener, the database and the rest need a restart (said in the log). */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct daemon *d = arg;
+    struct gw_config *n;
+    char err[512];
+    sd_notify(0, "RELOADING=1");
+    if (gw_config_load(config_path, &n, err, sizeof err) != 0) {
+        gw_error("gatewayd", "SIGHUP: the configuration was not reloaded: %s", err);
+        sd_notify(0, "READY=1");
+        return;
+    }
+    gw_log_setup(n->log_json, (enum gw_log_level)n->log_level);
+    for (size_t i = 0; i < n->nroutes; i++) {
+        const struct gw_route_conf *r = &n->routes[i];
+        if (gw_outbox_set_limits(d->outbox, r->name, r->rate, r->concurrency) != GW_OK)
+            gw_warn("gatewayd", "SIGHUP: route %s is new: restart to add it", r->name);
+    }
+    for (size_t i = 0; i < d->cfg->nroutes; i++)
+        if (!gw_config_route(n, d->cfg->routes[i].name))
+            gw_warn("gatewayd", "SIGHUP: route %s was removed: restart to remove it",
+                    d->cfg->routes[i].name);
+    gw_info("gatewayd", "SIGHUP: configuration reloaded (log level, route limits)");
+    gw_config_free(n);
+    sd_notify(0, "READY=1");
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct daemon *d = arg;
+    sd_notify(0, "WATCHDOG=1");
+    struct timeval tv = {(time_t)(d->watchdog_usec / 2000000),
+                         (suseconds_t)((d->watchdog_usec / 2) % 1000000)};
+    evtimer_add(d->ev_watchdog, &tv);
 }
 
 static void usage(FILE *f)
@@ -337,6 +399,7 @@ static int run(struct gw_config *cfg)
     d.sched = gw_sched_new(d.base, d.db, cfg);
     d.admin = gw_admin_new(d.base, d.db, d.outbox, d.flows, cfg, d.http);
     d.partners = gw_partners_new(d.db, cfg, d.http);
+    d.events = gw_events_new(d.base, d.db);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
     gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
@@ -344,6 +407,7 @@ static int run(struct gw_config *cfg)
                   on_providers, &d);
     gw_http_route(d.http, EVHTTP_REQ_POST, "/ops/ussd", GW_HTTP_EXACT, on_ops_ussd, &d);
     gw_http_route(d.http, EVHTTP_REQ_POST, "/ops/loans/", GW_HTTP_PREFIX, on_ops_loan, &d);
+    gw_http_route(d.http, EVHTTP_REQ_GET, "/ops/events", GW_HTTP_EXACT, on_ops_events, &d);
     if (gw_http_listen(d.http, cfg->listen_host, cfg->listen_port, err, sizeof err) != GW_OK) {
         gw_error("http", "%s", err);
         goto out;
@@ -357,6 +421,15 @@ static int run(struct gw_config *cfg)
     gw_outbox_start(d.outbox);
     gw_flows_start(d.flows);
     gw_sched_start(d.sched);
+    d.ev_sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);
+    event_add(d.ev_sighup, NULL);
+    /* systemd: ready once listening; the watchdog is fed from the loop, so a stuck loop is
+     * noticed */
+    if (sd_watchdog_enabled(0, &d.watchdog_usec) > 0 && d.watchdog_usec > 0) {
+        d.ev_watchdog = evtimer_new(d.base, on_watchdog, &d);
+        on_watchdog(-1, 0, &d);
+    }
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s:%d", cfg->listen_host, cfg->listen_port);
     gw_info("gatewayd", "Passerelle %s listening on http://%s:%d (node %s, %zu route%s)",
             PASSERELLE_VERSION, cfg->listen_host, cfg->listen_port, cfg->node_id, cfg->nroutes,
             cfg->nroutes > 1 ? "s" : "");
@@ -365,6 +438,7 @@ static int run(struct gw_config *cfg)
 out:
     /* The database goes first: its pending callbacks still find everything they touch. */
     gw_db_free(d.db);
+    gw_events_free(d.events); /* before the HTTP server: it ends its streams */
     gw_api_free(d.api);
     gw_flows_free(d.flows);
     gw_sched_free(d.sched);
@@ -379,6 +453,10 @@ out:
         event_free(d.ev_sigint);
     if (d.ev_grace)
         event_free(d.ev_grace);
+    if (d.ev_sighup)
+        event_free(d.ev_sighup);
+    if (d.ev_watchdog)
+        event_free(d.ev_watchdog);
     event_base_free(d.base);
     gw_info("gatewayd", "stopped");
     return rc;
@@ -429,6 +507,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct gw_config *cfg;
     char err[512];
+    config_path = config;
     if (gw_config_load(config, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "gatewayd: %s\n", err);
         return check ? 1 : 2;

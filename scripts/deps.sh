@@ -15,16 +15,22 @@ usage() {
 usage: scripts/deps.sh [build|runtime|test|all ...]
   build    compilers, CMake and the -dev libraries gatewayd links against
   runtime  PostgreSQL, gammu, curl
-  test     cmocka, clang and its sanitizer/libFuzzer runtime
+  test     cmocka, clang and its sanitizer/libFuzzer runtime, and for the browser tests
+           chromium, Node.js and npm
   all      all of the above (the default)
 EOF
 }
 
 BUILD_PKGS=(build-essential cmake pkg-config libevent-dev libpq-dev libcurl4-openssl-dev
             libjansson-dev libsodium-dev libinih-dev libphonenumber-dev libicu-dev
-            libgammu-dev libical-dev libunistring-dev uthash-dev)
+            libgammu-dev libical-dev libunistring-dev uthash-dev libsystemd-dev)
 RUNTIME_PKGS=(postgresql postgresql-contrib gammu curl)
-TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev python3)
+TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev python3 chromium nodejs npm)
+
+# A package also counts as present when the command it exists for is already on the PATH:
+# a Node.js from another source (NodeSource's `nodejs` bundles npm and conflicts with Debian's
+# `npm` package) must not make us install, or fight, a second one.
+declare -A PKG_COMMAND=([nodejs]=node [npm]=npm [chromium]=chromium)
 
 if [ "$#" -eq 0 ]; then
     set -- all
@@ -53,7 +59,8 @@ for pkg in "${wanted[@]}"; do
     [ -n "${seen[$pkg]:-}" ] && continue
     seen[$pkg]=1
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    if [ "$status" != "install ok installed" ]; then
+    if [ "$status" != "install ok installed" ] &&
+        ! { [ -n "${PKG_COMMAND[$pkg]:-}" ] && command -v "${PKG_COMMAND[$pkg]}" >/dev/null 2>&1; }; then
         missing+=("$pkg")
     fi
 done

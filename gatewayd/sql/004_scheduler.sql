@@ -120,6 +120,10 @@ CREATE INDEX deliveries_contact ON deliveries (contact_id, released_at);
 CREATE INDEX deliveries_alert ON deliveries (alert_id) WHERE alert_id IS NOT NULL;
 CREATE UNIQUE INDEX deliveries_occurrence ON deliveries (occurrence_id)
     WHERE occurrence_id IS NOT NULL;
+-- the release claim's expiry scan: a delivery waiting for a later time (quiet hours, cap) ends
+-- 'expired' when its expiry passes, not when it comes due
+CREATE INDEX deliveries_expiry ON deliveries (expires_at)
+    WHERE status = 'pending' AND expires_at IS NOT NULL;
 
 -- Partner organisations post alerts and job offers through signed webhooks (gw_partners.c).
 -- The secret is kept as given (HMAC needs it); key_id is public.
@@ -495,14 +499,16 @@ BEGIN
     SELECT fo.centre_id, fo.contact_id, 'reminders', fo.id, fo.body, due.urgent, now()
       FROM fo JOIN due ON due.id = fo.parent_id;
 
-    -- what can no longer be sent ends here
+    -- what can no longer be sent ends here (an expiry also ends a delivery that waits for a
+    -- later time; an opt-out ends those at once: gw_delivery_optout below)
     WITH gone AS (
         UPDATE deliveries d
            SET status = CASE WHEN c.opted_out_at IS NOT NULL THEN 'cancelled' ELSE 'expired' END,
                reason = CASE WHEN c.opted_out_at IS NOT NULL THEN 'opted_out'
                              WHEN d.kind = 'jobs' THEN 'offers_gone' ELSE 'expired' END
           FROM contacts c
-         WHERE d.status = 'pending' AND d.due_at <= now() AND c.id = d.contact_id
+         WHERE d.status = 'pending' AND (d.due_at <= now() OR d.expires_at <= now())
+           AND c.id = d.contact_id
            AND (c.opted_out_at IS NOT NULL
                 OR (d.expires_at IS NOT NULL AND d.expires_at <= now())
                 OR (d.kind = 'jobs' AND NOT EXISTS (
@@ -664,3 +670,25 @@ END;
 $$;
 CREATE TRIGGER loans_reminders AFTER UPDATE OF status ON loans
     FOR EACH ROW EXECUTE FUNCTION gw_loan_reminders();
+
+-- ------------------------------------------------------------------ opt-out
+-- A resident who opts out (STOP, a provider's blacklist, staff) is sent nothing more: the
+-- deliveries that wait for their time (quiet hours, daily cap, a job alert tomorrow) end at
+-- once, with their occurrences. Leased ones are left to the release commit (gw_enqueue refuses
+-- an opted-out number).
+CREATE FUNCTION gw_delivery_optout() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH gone AS (
+        UPDATE deliveries d SET status = 'cancelled', reason = 'opted_out'
+         WHERE d.contact_id = NEW.id AND d.status = 'pending'
+           AND (d.lease_until IS NULL OR d.lease_until < now())
+        RETURNING d.occurrence_id
+    )
+    UPDATE reminder_occurrences o SET status = 'cancelled', reason = 'opted_out'
+      FROM gone g WHERE o.id = g.occurrence_id AND o.status = 'pending';
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER contacts_optout_deliveries AFTER UPDATE OF opted_out_at ON contacts
+    FOR EACH ROW WHEN (OLD.opted_out_at IS NULL AND NEW.opted_out_at IS NOT NULL)
+    EXECUTE FUNCTION gw_delivery_optout();
