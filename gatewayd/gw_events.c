@@ -19,15 +19,15 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#define TICK_MS 250                 /* poll period while a client is connected */
-#define KEEPALIVE_MS 15000          /* ": keepalive" after this long without a write */
-#define PAGE 1000                   /* rows per query (LIMIT in the SQL below) */
-#define TID_MARGIN_BLOCKS 64        /* see "Reading only the end of the table" */
-#define SETTLE_MIN_MS 1000          /* a missing id waits at least this long before it is skipped */
-#define GAP_WARN_MS 30000           /* say so when one waits longer */
+#define TICK_MS 250          /* poll period while a client is connected */
+#define KEEPALIVE_MS 15000   /* ": keepalive" after this long without a write */
+#define PAGE 1000            /* rows per query (LIMIT in the SQL below) */
+#define TID_MARGIN_BLOCKS 64 /* see "Reading only the end of the table" */
+#define SETTLE_MIN_MS 1000   /* a missing id waits at least this long before it is skipped */
+#define GAP_WARN_MS 30000    /* say so when one waits longer */
 #define CATCHUP_PAUSE_BYTES (1u << 20) /* no catch-up page while more than this is unsent */
 #define SLOW_CLIENT_BYTES (8u << 20)   /* a client that lets this much pile up is dropped */
-#define WRITE_TIMEOUT_S 30          /* a client that reads nothing for this long is dropped */
+#define WRITE_TIMEOUT_S 30             /* a client that reads nothing for this long is dropped */
 
 /*
  * Why the stream never skips nor repeats an event.
@@ -115,8 +115,21 @@ struct gw_events {
 
 /* Columns of every event query. */
 enum {
-    COL_SNAP, COL_LAST_ID, COL_SETTLED, COL_ID, COL_BLK, COL_AT, COL_MESSAGE, COL_CENTRE,
-    COL_CENTRE_NAME, COL_ROUTE, COL_PHONE, COL_STATE, COL_SEGMENTS, COL_DETAIL, COL_DIRECTION,
+    COL_SNAP,
+    COL_LAST_ID,
+    COL_SETTLED,
+    COL_ID,
+    COL_BLK,
+    COL_AT,
+    COL_MESSAGE,
+    COL_CENTRE,
+    COL_CENTRE_NAME,
+    COL_ROUTE,
+    COL_PHONE,
+    COL_STATE,
+    COL_SEGMENTS,
+    COL_DETAIL,
+    COL_DIRECTION,
     COL_MASK
 };
 
@@ -132,7 +145,7 @@ enum {
     " FROM meta LEFT JOIN LATERAL ("                                                               \
     "  SELECT e.id, (e.ctid::text::point)[0]::bigint,"                                             \
     "   to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                    \
-    "   e.message_id, e.centre_id, c.name, coalesce(e.route, m.route), m.phone, e.status,"        \
+    "   e.message_id, e.centre_id, c.name, coalesce(e.route, m.route), m.phone, e.status,"         \
     "   m.segments, e.detail, m.direction,"                                                        \
     "   (SELECT coalesce(bit_or(1::bigint << (u.o - 1)::int), 0)"                                  \
     "      FROM unnest($3::text[]) WITH ORDINALITY u(s, o)"                                        \
@@ -171,9 +184,9 @@ static const char SQL_SETTLE[] =
 static const char SQL_CENTRE[] = "SELECT id FROM centres WHERE name = $1 OR id::text = $1"
                                  " ORDER BY name = $1 DESC LIMIT 1";
 
-static const char *const known_states[] = {"queued",    "sending",   "sent",     "delivered",
-                                           "undelivered", "failed",  "expired",  "cancelled",
-                                           "received"};
+static const char *const known_states[] = {"queued",    "sending",     "sent",
+                                           "delivered", "undelivered", "failed",
+                                           "expired",   "cancelled",   "received"};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -349,9 +362,9 @@ static void format_event(struct evbuffer *b, const PGresult *res, int row)
     json_object_set_new(o, "route", route ? json_string(route) : json_null());
     json_object_set_new(o, "phone", json_string(masked));
     json_object_set_new(o, "state", json_string(state));
-    json_object_set_new(o, "segments", json_integer(cell(res, row, COL_SEGMENTS)
-                                                        ? gw_db_int(res, row, COL_SEGMENTS)
-                                                        : 0));
+    json_object_set_new(
+        o, "segments",
+        json_integer(cell(res, row, COL_SEGMENTS) ? gw_db_int(res, row, COL_SEGMENTS) : 0));
     if (detail)
         json_object_set_new(o, is_error_state(state) ? "error" : "detail", json_string(detail));
     json_object_set_new(o, "direction", json_string(dir ? dir : "out"));
@@ -421,9 +434,14 @@ static void catchup_send(struct client *c)
     snprintf(upto, sizeof upto, "%lld", (long long)ev->horizon);
     snprintf(centre, sizeof centre, "%lld", (long long)c->centre_id);
     snprintf(suffixes, sizeof suffixes, "{%s}", c->suffix);
-    const char *p[8] = {after,    upto,     suffixes,
-                        NULL,     c->centre_id ? centre : NULL,
-                        c->route, c->state, c->suffix[0] ? c->suffix : NULL};
+    const char *p[8] = {after,
+                        upto,
+                        suffixes,
+                        NULL,
+                        c->centre_id ? centre : NULL,
+                        c->route,
+                        c->state,
+                        c->suffix[0] ? c->suffix : NULL};
     if (gw_db_query(ev->db, SQL_RANGE, 8, p, catchup_done, c) == GW_OK) {
         c->busy = 1;
         c->catchup_upper = ev->horizon;
@@ -484,8 +502,9 @@ static void live_done(void *arg, PGresult *res, const char *err)
         if (!settled) {
             if (now - ev->pend_since_ms > GAP_WARN_MS && now - ev->last_err_log_ms > GAP_WARN_MS) {
                 ev->last_err_log_ms = now;
-                gw_warn("events", "message event %lld is still not committed after %lld s (a "
-                                  "long transaction?); the stream waits for it",
+                gw_warn("events",
+                        "message event %lld is still not committed after %lld s (a "
+                        "long transaction?); the stream waits for it",
                         (long long)(h + 1), (long long)((now - ev->pend_since_ms) / 1000));
             }
             break;
@@ -564,8 +583,8 @@ static void poll_send(struct gw_events *ev)
     snprintf(after, sizeof after, "%lld", (long long)ev->horizon);
     snprintf(block, sizeof block, "(%lld,0)", (long long)ev->tid_block);
     int brin = ev->brin_next;
-    const char *p[8] = {after, "9223372036854775807", arr, ev->pend_snap,
-                        brin ? NULL : block, NULL, NULL, NULL};
+    const char *p[8] = {
+        after, "9223372036854775807", arr, ev->pend_snap, brin ? NULL : block, NULL, NULL, NULL};
     int rc = brin ? gw_db_query(ev->db, SQL_RANGE, 8, p, live_done, ev)
                   : gw_db_query(ev->db, SQL_LIVE_TID, 5, p, live_done, ev);
     if (rc == GW_OK) {
@@ -670,8 +689,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     for (c = TAILQ_FIRST(&ev->clients); c; c = next) {
         next = TAILQ_NEXT(c, link);
         if (client_unsent(c) > SLOW_CLIENT_BYTES) {
-            gw_warn("events", "client %" PRIu64 " reads too slowly (%zu bytes waiting); "
-                              "ending its stream",
+            gw_warn("events",
+                    "client %" PRIu64 " reads too slowly (%zu bytes waiting); "
+                    "ending its stream",
                     c->serial, client_unsent(c));
             client_end(c);
             continue;
@@ -747,8 +767,7 @@ static void centre_done(void *arg, PGresult *res, const char *err)
     ev->nstarting--;
     if (err || ev->closing) {
         gw_http_error(c->req, 503, err ? "database_unavailable" : "shutting_down", "%s",
-                      err ? "the database is not available; try again"
-                          : "the daemon is stopping");
+                      err ? "the database is not available; try again" : "the daemon is stopping");
         c->req = NULL;
         client_drop(c);
         return;
@@ -834,8 +853,10 @@ void gw_events_handle(struct gw_events *ev, struct evhttp_request *req)
     if (bad && strcmp(bad, "phone_suffix") != 0) {
         status = 400;
         code = "unknown_parameter";
-        snprintf(msg, sizeof msg, "unknown parameter '%.60s' (centre, route, state, "
-                                  "phone_suffix, after)", bad);
+        snprintf(msg, sizeof msg,
+                 "unknown parameter '%.60s' (centre, route, state, "
+                 "phone_suffix, after)",
+                 bad);
     } else if (bad) {
         status = 422;
         code = "invalid_phone_suffix";
@@ -847,16 +868,18 @@ void gw_events_handle(struct gw_events *ev, struct evhttp_request *req)
         if (k == n) {
             status = 422;
             code = "invalid_state";
-            snprintf(msg, sizeof msg, "state is one of queued, sending, sent, delivered, "
-                                      "undelivered, failed, expired, cancelled, received");
+            snprintf(msg, sizeof msg,
+                     "state is one of queued, sending, sent, delivered, "
+                     "undelivered, failed, expired, cancelled, received");
         }
     }
     if (!status && ((c->route && (!*c->route || strlen(c->route) > 64)) ||
                     (c->centre_arg && (!*c->centre_arg || strlen(c->centre_arg) > 200)))) {
         status = 422;
         code = "invalid_filter";
-        snprintf(msg, sizeof msg, "centre and route must not be empty (nor over 200 and 64 "
-                                  "characters)");
+        snprintf(msg, sizeof msg,
+                 "centre and route must not be empty (nor over 200 and 64 "
+                 "characters)");
     }
     const char *last = gw_http_header(req, "Last-Event-ID");
     if (!status && (last || after)) {
@@ -890,8 +913,9 @@ void gw_events_handle(struct gw_events *ev, struct evhttp_request *req)
     }
     const char *p[1] = {c->centre_arg};
     if (gw_db_query(ev->db, SQL_CENTRE, 1, p, centre_done, c) != GW_OK) {
-        gw_http_error(req, 503, "database_unavailable", "the database is not available; try "
-                                                        "again");
+        gw_http_error(req, 503, "database_unavailable",
+                      "the database is not available; try "
+                      "again");
         client_free(c);
         return;
     }

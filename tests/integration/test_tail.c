@@ -155,6 +155,15 @@ static int find_event(const struct ev *v, int n, long long msg, const char *st)
     return -1;
 }
 
+static long long tail_max_id(const struct tail *t)
+{
+    int n;
+    struct ev *v = read_events(t, &n);
+    long long m = n ? v[n - 1].id : 0;
+    free(v);
+    return m;
+}
+
 struct tail_delivered {
     const struct tail *t;
     const long long *ids;
@@ -272,6 +281,41 @@ static int metric_is(void *arg)
     return metric(w->name) == w->want;
 }
 
+static int tail_a_caught_up(void *arg)
+{
+    (void)arg;
+    return tail_max_id(&G.ta) >= h_sql_int(G.conninfo, "SELECT coalesce(max(id), 0) FROM "
+                                                       "message_events");
+}
+
+/* Tail A shows exactly message_events' ids, each once, ascending (it started before the
+ * first event of this database). Returns how many. */
+static int assert_tail_a_is_message_events(void)
+{
+    H_ASSERT(h_poll(WAIT_S, 100, tail_a_caught_up, NULL),
+             "tail A did not reach the last message event within %d s", WAIT_S);
+    int n;
+    struct ev *v = read_events(&G.ta, &n);
+    char *db = h_sql_rows(G.conninfo, "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+                                      "message_events");
+    char *mine = calloc(1, (size_t)n * 24 + 1);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        H_ASSERT(i == 0 || v[i].id > v[i - 1].id,
+                 "tail A: event id %lld follows %lld (repeated or out of order)", v[i].id,
+                 v[i - 1].id);
+        len += (size_t)snprintf(mine + len, 24, "%s%lld", i ? "," : "", v[i].id);
+    }
+    H_ASSERT(!strcmp(mine, db),
+             "tail A's event ids differ from message_events:\n  tail: %s\n  "
+             "db:   %s",
+             mine, db);
+    free(mine);
+    free(db);
+    free(v);
+    return n;
+}
+
 /* ------------------------------------------------------------------ group set-up */
 
 static int group_setup(void **state)
@@ -385,26 +429,7 @@ static void test_tail_survives_kill9(void **state)
     H_ASSERT(count_in_file(G.ta.err, "reconnecting in ") >= 1,
              "tail A should have said it lost the stream and was reconnecting");
 
-    /* Exactly message_events' ids, each once, ascending (the tail started before the first
-     * event of this database). */
-    int n;
-    struct ev *v = read_events(&G.ta, &n);
-    char *db = h_sql_rows(G.conninfo, "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
-                                      "message_events");
-    char *mine = calloc(1, (size_t)n * 24 + 1);
-    size_t len = 0;
-    for (int i = 0; i < n; i++) {
-        H_ASSERT(i == 0 || v[i].id > v[i - 1].id,
-                 "tail A: event id %lld follows %lld (repeated or out of order)", v[i].id,
-                 v[i - 1].id);
-        len += (size_t)snprintf(mine + len, 24, "%s%lld", i ? "," : "", v[i].id);
-    }
-    H_ASSERT(!strcmp(mine, db), "tail A's event ids differ from message_events:\n  tail: %s\n  "
-                                "db:   %s",
-             mine, db);
-    free(mine);
-    free(db);
-    free(v);
+    int n = assert_tail_a_is_message_events();
     assert_no_full_number(G.ta.out);
     h_log("tail A reconnected and showed all %d events, once each", n);
 }
@@ -424,8 +449,8 @@ static void test_filters(void **state)
                  "tail B (--phone-suffix 05) showed message %lld (%s)", v[i].msg, v[i].phone);
     H_ASSERT(!strcmp(v[0].state, "sending") && !strcmp(v[1].state, "sent") &&
                  !strcmp(v[2].state, "delivered"),
-             "tail B: expected sending, sent, delivered; got %s, %s, %s", v[0].state,
-             v[1].state, v[2].state);
+             "tail B: expected sending, sent, delivered; got %s, %s, %s", v[0].state, v[1].state,
+             v[2].state);
     free(v);
     assert_no_full_number(G.tb.out);
 
@@ -455,15 +480,6 @@ static void test_filters(void **state)
 /* An event id drawn by a transaction that commits late (or never) must not be passed over:
  * the stream holds the later events back until that transaction ends, then goes on in id
  * order. */
-static long long tail_max_id(const struct tail *t)
-{
-    int n;
-    struct ev *v = read_events(t, &n);
-    long long m = n ? v[n - 1].id : 0;
-    free(v);
-    return m;
-}
-
 static void held_round(int k, int commit)
 {
     PGconn *pg = PQconnectdb(G.conninfo);
@@ -495,8 +511,7 @@ static void held_round(int k, int commit)
     PQfinish(pg);
     struct tail_delivered w = {&G.ta, &G.ids_a[k], 1};
     H_ASSERT(h_poll(WAIT_S, 100, all_delivered_in_tail, &w),
-             "tail A did not go on after the transaction %s",
-             commit ? "committed" : "rolled back");
+             "tail A did not go on after the transaction %s", commit ? "committed" : "rolled back");
     int n;
     struct ev *v = read_events(&G.ta, &n);
     int at = -1;
@@ -529,10 +544,10 @@ static void test_resume_headers_errors(void **state)
     (void)state;
     long long from_id = h_sql_int(G.conninfo, "SELECT id FROM message_events ORDER BY id"
                                               " OFFSET 4 LIMIT 1");
-    long long next = h_sql_int(G.conninfo, "SELECT min(id) FROM message_events WHERE id > %lld",
-                               from_id);
-    long long count = h_sql_int(G.conninfo, "SELECT count(*) FROM message_events WHERE id > %lld",
-                                from_id);
+    long long next =
+        h_sql_int(G.conninfo, "SELECT min(id) FROM message_events WHERE id > %lld", from_id);
+    long long count =
+        h_sql_int(G.conninfo, "SELECT count(*) FROM message_events WHERE id > %lld", from_id);
     char from[24];
     snprintf(from, sizeof from, "%lld", from_id);
 
@@ -680,8 +695,8 @@ static void test_retry(void **state)
     H_ASSERT(rc == 0 && !strcmp(out, "4"), "retry --failed-since '%s' --dry-run: got %d '%s' (%s)",
              local, rc, out, h_ctl_stderr());
     free(out);
-    rc = h_ctl(G.config, &out, "retry", "--failed-since", "2999-01-01T00:00:00Z", "--dry-run",
-               NULL);
+    rc =
+        h_ctl(G.config, &out, "retry", "--failed-since", "2999-01-01T00:00:00Z", "--dry-run", NULL);
     H_ASSERT(rc == 0 && !strcmp(out, "0"), "retry since 2999: expected 0, got %d '%s'", rc, out);
     free(out);
     rc = h_ctl(G.config, NULL, "retry", "--failed-since", "yesterday", NULL);
@@ -690,8 +705,8 @@ static void test_retry(void **state)
     H_ASSERT(rc == 3, "retry --centre Nowhere: expected exit 3, got %d", rc);
     rc = h_ctl(G.config, NULL, "retry", "--dry-run", NULL);
     H_ASSERT(rc == 2, "retry without --failed-since: expected exit 2, got %d", rc);
-    H_ASSERT(h_sql_int(G.conninfo, "SELECT count(*) FROM message_events WHERE status = 'queued'")
-                 == 0,
+    H_ASSERT(h_sql_int(G.conninfo, "SELECT count(*) FROM message_events WHERE status = 'queued'") ==
+                 0,
              "--dry-run changed something");
 
     rc = h_ctl(G.config, &out, "retry", "--failed-since", since, "--centre", "Centre B", NULL);
@@ -733,6 +748,7 @@ static void test_retry(void **state)
     }
     free(v);
     assert_no_full_number(G.ta.out);
+    assert_tail_a_is_message_events();
     free(since);
 }
 
@@ -747,8 +763,7 @@ static void test_clean_stop(void **state)
     int ended = count_in_file(G.ta.err, "the stream ended");
     double t0 = h_now();
     h_daemon_stop(G.d);
-    H_ASSERT(h_now() - t0 < 10, "the daemon took %.1f s to stop with 3 streams open",
-             h_now() - t0);
+    H_ASSERT(h_now() - t0 < 10, "the daemon took %.1f s to stop with 3 streams open", h_now() - t0);
     char *log = h_read_file(G.d->log);
     H_ASSERT(log && strstr(log, "ended 3 event streams"),
              "the daemon should say it ended the 3 streams");
@@ -768,10 +783,13 @@ int main(int argc, char **argv)
     h_init("tail", argc, argv);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tail_follows_sends),  cmocka_unit_test(test_tail_survives_kill9),
-        cmocka_unit_test(test_filters),             cmocka_unit_test(test_out_of_order_commits),
+        cmocka_unit_test(test_tail_follows_sends),
+        cmocka_unit_test(test_tail_survives_kill9),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_out_of_order_commits),
         cmocka_unit_test(test_resume_headers_errors),
-        cmocka_unit_test(test_retry),               cmocka_unit_test(test_clean_stop),
+        cmocka_unit_test(test_retry),
+        cmocka_unit_test(test_clean_stop),
     };
     int failures = cmocka_run_group_tests_name("tail", tests, group_setup, group_teardown);
     curl_global_cleanup();
