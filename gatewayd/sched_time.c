@@ -19,7 +19,8 @@
 #define ST_DAY 86400
 /* At most one recurrence step per COUNT, plus the few steps after a jump (see below). */
 #define ST_MAX_STEPS 1100
-/* Days searched for an allowed window: a Sunday next to a holiday is the longest quiet run. */
+/* Days searched for an allowed window. Quiet runs last a few days at most (a Sunday next to a
+ * holiday); the bound only guards against a window that never opens. */
 #define ST_QUIET_MAX_DAYS 400
 #define ST_TZ_MAX 64
 #define ST_LIST_MAX 31
@@ -77,16 +78,14 @@ static int st_weekday(int64_t days)
 
 static int st_local_ok(const struct sched_local *l)
 {
-    return l != NULL && l->year >= SCHED_YEAR_MIN && l->year <= SCHED_YEAR_MAX &&
-           l->month >= 1 && l->month <= 12 && l->day >= 1 &&
-           l->day <= st_days_in_month(l->year, l->month) && l->hour >= 0 && l->hour <= 23 &&
-           l->minute >= 0 && l->minute <= 59;
+    return l != NULL && l->year >= SCHED_YEAR_MIN && l->year <= SCHED_YEAR_MAX && l->month >= 1 &&
+           l->month <= 12 && l->day >= 1 && l->day <= st_days_in_month(l->year, l->month) &&
+           l->hour >= 0 && l->hour <= 23 && l->minute >= 0 && l->minute <= 59;
 }
 
 static int64_t st_local_secs(const struct sched_local *l)
 {
-    return st_days_from_civil(l->year, l->month, l->day) * ST_DAY + l->hour * 3600 +
-           l->minute * 60;
+    return st_days_from_civil(l->year, l->month, l->day) * ST_DAY + l->hour * 3600 + l->minute * 60;
 }
 
 /* UTC instants accepted by the public functions: years SCHED_YEAR_MIN..SCHED_YEAR_MAX. */
@@ -114,7 +113,7 @@ static void st_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* IANA names only: letters, digits, '/', '_', '-', '+', no "..", not absolute. libical maps
  * the name to a file under /usr/share/zoneinfo, so nothing else may reach it. */
-static icaltimezone *st_zone(const char *tz)
+static icaltimezone *st_zone_find(const char *tz)
 {
     size_t n;
 
@@ -130,6 +129,24 @@ static icaltimezone *st_zone(const char *tz)
             return NULL;
     }
     return icaltimezone_get_builtin_timezone(tz);
+}
+
+static int st_offset(icaltimezone *z, int64_t t);
+
+/*
+ * The zone for tz, its changes computed up to SCHED_YEAR_MAX. libical computes a zone's
+ * changes lazily, up to 5 years past the latest year asked, and computes them all again from
+ * the start each time that year moves: walking a zone year by year to 2499 costs over a
+ * second. Asking once for the last year we support costs about 30 ms the first time a zone is
+ * used in the process, and a cache lookup afterwards.
+ */
+static icaltimezone *st_zone(const char *tz)
+{
+    icaltimezone *z = st_zone_find(tz);
+
+    if (z != NULL)
+        (void)st_offset(z, st_days_from_civil(SCHED_YEAR_MAX + 1, 1, 2) * ST_DAY);
+    return z;
 }
 
 /* UTC offset (seconds east) in force at UTC instant t. */
@@ -248,7 +265,8 @@ struct st_rule {
     int wkst; /* -1 when absent */
 };
 
-/* Parses [+|-]digits (at most 4 digits) at *s, within [min, max]; advances *s. */
+/* Parses [+|-]digits (1 to 4 digits; a sign only when sign_ok) at *s, within [min, max];
+ * advances *s past it. */
 static int st_int(const char **s, int sign_ok, int min, int max, int *out)
 {
     const char *p = *s;
@@ -289,8 +307,8 @@ static int st_has(const int *a, int n, int v)
     return 0;
 }
 
-/* Parses a comma-separated list of plain integers in [min, max] \ {0} (or with 0 when
- * zero_ok) into a[], at most cap values, no duplicates. */
+/* Parses a comma-separated list of integers in [min, max] other than 0 (a sign only when
+ * sign_ok) into a[]: at most cap values, no duplicates. */
 static int st_int_list(const char *name, const char *v, int sign_ok, int min, int max, int *a,
                        int cap, int *n, char *err, size_t errlen)
 {
@@ -388,13 +406,22 @@ static int st_parse_until(struct st_rule *r, const char *v, char *err, size_t er
     }
     return 0;
 bad:
-    st_err(err, errlen, "UNTIL: expected YYYYMMDD, YYYYMMDDTHHMMSS or YYYYMMDDTHHMMSSZ (years "
-                        "%d..%d)", SCHED_YEAR_MIN, SCHED_YEAR_MAX);
+    st_err(err, errlen, "UNTIL: expected YYYYMMDD, YYYYMMDDTHHMMSS or YYYYMMDDTHHMMSSZ");
     return -1;
 }
 
-enum { P_FREQ, P_INTERVAL, P_COUNT, P_UNTIL, P_BYDAY, P_BYMONTHDAY, P_BYMONTH, P_BYSETPOS,
-       P_WKST, P_COUNT_ };
+enum {
+    P_FREQ,
+    P_INTERVAL,
+    P_COUNT,
+    P_UNTIL,
+    P_BYDAY,
+    P_BYMONTHDAY,
+    P_BYMONTH,
+    P_BYSETPOS,
+    P_WKST,
+    P_COUNT_
+};
 static const char *const st_part_names[P_COUNT_] = {
     "FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH", "BYSETPOS", "WKST"};
 
@@ -437,8 +464,8 @@ static int st_parse_part(struct st_rule *r, int part, const char *v, char *err, 
     case P_BYMONTH:
         return st_int_list("BYMONTH", v, 0, 1, 12, r->bymonth, 12, &r->n_bymonth, err, errlen);
     case P_BYSETPOS:
-        return st_int_list("BYSETPOS", v, 1, -366, 366, r->bysetpos, ST_LIST_MAX,
-                           &r->n_bysetpos, err, errlen);
+        return st_int_list("BYSETPOS", v, 1, -366, 366, r->bysetpos, ST_LIST_MAX, &r->n_bysetpos,
+                           err, errlen);
     case P_WKST:
         r->wkst = st_wd_code(v);
         if (r->wkst < 0 || v[2] != '\0') {
@@ -475,8 +502,8 @@ static int st_rule_consistent(const struct st_rule *r, int seen, char *err, size
             return -1;
         }
         if (r->interval > 1 && (r->n_bymonth > 0 || (r->freq == ST_DAILY && r->n_byday > 0))) {
-            st_err(err, errlen, "FREQ=%s with INTERVAL > 1 cannot have %s",
-                   st_freq_names[r->freq], r->n_bymonth > 0 ? "BYMONTH" : "BYDAY");
+            st_err(err, errlen, "FREQ=%s with INTERVAL > 1 cannot have %s", st_freq_names[r->freq],
+                   r->n_bymonth > 0 ? "BYMONTH" : "BYDAY");
             return -1;
         }
     }
@@ -500,6 +527,26 @@ static int st_rule_consistent(const struct st_rule *r, int seen, char *err, size
             if (r->freq == ST_MONTHLY && (r->bysetpos[i] > 31 || r->bysetpos[i] < -31)) {
                 st_err(err, errlen, "BYSETPOS: within a month, values are 1..31 or -31..-1");
                 return -1;
+            }
+        }
+    }
+    /*
+     * libical counts BYSETPOS positions over the BYMONTHDAY values, not over the days they
+     * name: with BYMONTHDAY=1,-31 a 31-day month has one day but two positions, so
+     * BYSETPOS=-1 never matches there (and libical then searches up to the year 20000). So
+     * without BYDAY (which makes libical count days), a value d and a value -k may not name
+     * the same day in any month length.
+     */
+    if (r->n_bysetpos > 0 && r->n_byday == 0) {
+        for (int i = 0; i < r->n_bymonthday; i++) {
+            for (int j = 0; j < r->n_bymonthday; j++) {
+                int d = r->bymonthday[i], k = -r->bymonthday[j];
+                if (d > 0 && k > 0 && d + k - 1 >= 28 && d + k - 1 <= 31) {
+                    st_err(err, errlen,
+                           "BYMONTHDAY=%d,%d name the same day in %d-day months (with BYSETPOS)", d,
+                           -k, d + k - 1);
+                    return -1;
+                }
             }
         }
     }
@@ -541,19 +588,41 @@ static int st_cat(char *buf, size_t cap, size_t *len, const char *fmt, ...)
  * The rule as libical reads it: canonical spelling, without COUNT and UNTIL (we apply those
  * ourselves: COUNT so that the expansion may jump ahead when there is none, UNTIL because
  * libical compares it with zone-less times as if they were UTC).
+ *
+ * libical expands DAILY and WEEKLY rules one day or week at a time and filters BYDAY and
+ * BYMONTH afterwards, so "every Tuesday in January" as FREQ=DAILY costs 365 steps a year,
+ * which COUNT (walked from dtstart) multiplies. Such rules (INTERVAL is 1 for them, see
+ * st_rule_consistent) are handed over in an equivalent form that libical expands a period at
+ * a time: DAILY with BYMONTH and WEEKLY with BYMONTH become YEARLY;BYMONTH;BYDAY (every day,
+ * or dtstart's weekday for WEEKLY, when BYDAY is absent), DAILY with BYDAY becomes WEEKLY.
+ * The occurrences are the same days from dtstart on.
  */
-static int st_rule_ical(const struct st_rule *r, char *buf, size_t cap)
+static int st_rule_ical(const struct st_rule *r, int dtstart_wd, char *buf, size_t cap)
 {
+    static const int every_day[7] = {0, 1, 2, 3, 4, 5, 6}, no_pos[7] = {0, 0, 0, 0, 0, 0, 0};
+    const int *wd = r->byday_wd, *pos = r->byday_pos;
+    int freq = r->freq, n_byday = r->n_byday;
     size_t len = 0;
-    int rc = st_cat(buf, cap, &len, "FREQ=%s;INTERVAL=%d", st_freq_names[r->freq], r->interval);
+    int rc;
 
-    if (r->n_byday > 0) {
+    if ((r->freq == ST_DAILY || r->freq == ST_WEEKLY) && r->n_bymonth > 0) {
+        freq = ST_YEARLY;
+        if (n_byday == 0) {
+            wd = r->freq == ST_DAILY ? every_day : &dtstart_wd;
+            pos = no_pos;
+            n_byday = r->freq == ST_DAILY ? 7 : 1;
+        }
+    } else if (r->freq == ST_DAILY && n_byday > 0) {
+        freq = ST_WEEKLY;
+    }
+    rc = st_cat(buf, cap, &len, "FREQ=%s;INTERVAL=%d", st_freq_names[freq], r->interval);
+    if (n_byday > 0) {
         rc |= st_cat(buf, cap, &len, ";BYDAY=");
-        for (int i = 0; i < r->n_byday; i++) {
+        for (int i = 0; i < n_byday; i++) {
             rc |= st_cat(buf, cap, &len, i ? "," : "");
-            if (r->byday_pos[i] != 0)
-                rc |= st_cat(buf, cap, &len, "%d", r->byday_pos[i]);
-            rc |= st_cat(buf, cap, &len, "%s", st_wd_names[r->byday_wd[i]]);
+            if (pos[i] != 0)
+                rc |= st_cat(buf, cap, &len, "%d", pos[i]);
+            rc |= st_cat(buf, cap, &len, "%s", st_wd_names[wd[i]]);
         }
     }
     if (r->n_bymonthday > 0) {
@@ -695,27 +764,25 @@ static int st_day_selected(const struct st_rule *r, const struct sched_local *ds
         ok = 0;
         for (int i = 0; i < r->n_byday && !ok; i++) {
             int pos = r->byday_pos[i];
-            ok = r->byday_wd[i] == wd &&
-                 (pos == 0 || (pos > 0 && (d - 1) / 7 + 1 == pos) ||
-                  (pos < 0 && (len - d) / 7 + 1 == -pos));
+            ok = r->byday_wd[i] == wd && (pos == 0 || (pos > 0 && (d - 1) / 7 + 1 == pos) ||
+                                          (pos < 0 && (len - d) / 7 + 1 == -pos));
         }
     }
     return ok;
 }
 
-/* The last selected day >= from (after BYSETPOS) of the period starting at month index p
- * (year * 12 + month - 1; a YEARLY period covers its months), or -1 when there is none. */
-static int64_t st_period_last(const struct st_rule *r, const struct sched_local *ds, int64_t p,
-                              int64_t from)
+/* The selected days (days since 1970-01-01, ascending, after BYSETPOS) of the period starting
+ * at month index p (year * 12 + month - 1; a YEARLY period covers its months). Returns n. */
+static int st_period_set(const struct st_rule *r, const struct sched_local *ds, int64_t p,
+                         int64_t set[372])
 {
-    int64_t set[372], last = -1;
-    int n = 0, y = (int)(p / 12);
+    int n = 0, kept = 0, y = (int)(p / 12);
     int months[12], nm = 0;
 
     if (r->freq == ST_MONTHLY) {
         int m = (int)(p % 12) + 1;
         if (r->n_bymonth > 0 && !st_has(r->bymonth, r->n_bymonth, m))
-            return -1;
+            return 0;
         months[nm++] = m;
     } else {
         for (int m = 1; m <= 12; m++)
@@ -728,14 +795,31 @@ static int64_t st_period_last(const struct st_rule *r, const struct sched_local 
             if (st_day_selected(r, ds, y, months[i], d, len))
                 set[n++] = st_days_from_civil(y, months[i], d);
     }
+    if (r->n_bysetpos == 0)
+        return n;
     for (int i = 0; i < n; i++) {
-        int keep = r->n_bysetpos == 0;
+        int keep = 0;
         for (int k = 0; k < r->n_bysetpos && !keep; k++)
             keep = r->bysetpos[k] > 0 ? i == r->bysetpos[k] - 1 : i == n + r->bysetpos[k];
-        if (keep && set[i] >= from)
-            last = set[i];
+        if (keep)
+            set[kept++] = set[i];
     }
-    return last;
+    return kept;
+}
+
+/* Month index of the first period aligned on dtstart's (INTERVAL) that ends on or after day
+ * `from`, and the step between periods, in months. */
+static int64_t st_period_first(const struct st_rule *r, const struct sched_local *ds, int64_t from,
+                               int64_t *step)
+{
+    int fy, fm, fd;
+    int64_t p0, p;
+
+    st_civil_from_days(from, &fy, &fm, &fd);
+    *step = r->freq == ST_MONTHLY ? r->interval : 12 * (int64_t)r->interval;
+    p0 = (int64_t)ds->year * 12 + (r->freq == ST_MONTHLY ? ds->month - 1 : 0);
+    p = (int64_t)fy * 12 + (r->freq == ST_MONTHLY ? fm - 1 : 0);
+    return p <= p0 ? p0 : p0 + (p - p0 + *step - 1) / *step * *step;
 }
 
 /* 1 when the rule selects a day >= from before SCHED_YEAR_MAX's end; *until then gets a day
@@ -744,27 +828,39 @@ static int64_t st_period_last(const struct st_rule *r, const struct sched_local 
 static int st_match_from(const struct st_rule *r, const struct sched_local *ds, int64_t from,
                          int64_t *until)
 {
-    int fy, fm, fd;
-    int64_t step, p0, p;
+    int64_t set[372], step, p;
 
     if (r->freq == ST_DAILY || r->freq == ST_WEEKLY) {
         *until = INT64_MAX;
         return 1;
     }
-    st_civil_from_days(from, &fy, &fm, &fd);
-    step = r->freq == ST_MONTHLY ? r->interval : 12 * (int64_t)r->interval;
-    p0 = (int64_t)ds->year * 12 + (r->freq == ST_MONTHLY ? ds->month - 1 : 0);
-    p = (int64_t)fy * 12 + (r->freq == ST_MONTHLY ? fm - 1 : 0);
-    /* first period aligned on dtstart's (INTERVAL) at or after from's */
-    p = p <= p0 ? p0 : p0 + (p - p0 + step - 1) / step * step;
-    for (; p / 12 <= SCHED_YEAR_MAX; p += step) {
-        int64_t last = st_period_last(r, ds, p, from);
-        if (last >= 0) {
-            *until = last;
+    for (p = st_period_first(r, ds, from, &step); p / 12 <= SCHED_YEAR_MAX; p += step) {
+        int n = st_period_set(r, ds, p, set);
+        if (n > 0 && set[n - 1] >= from) {
+            *until = set[n - 1];
             return 1;
         }
     }
     return 0;
+}
+
+/* MONTHLY, YEARLY: how many occurrences fall on days [ds's day, to), counting at most `max`. */
+static int st_count_before(const struct st_rule *r, const struct sched_local *ds, int64_t to,
+                           int max)
+{
+    int64_t set[372], step, p, from = st_days_from_civil(ds->year, ds->month, ds->day);
+    int count = 0;
+
+    for (p = st_period_first(r, ds, from, &step); p / 12 <= SCHED_YEAR_MAX; p += step) {
+        int n = st_period_set(r, ds, p, set);
+        for (int i = 0; i < n; i++) {
+            if (set[i] >= to)
+                return count;
+            if (set[i] >= from && ++count >= max)
+                return count;
+        }
+    }
+    return count;
 }
 
 static struct icaltimetype st_ical_local(int64_t days, int hour, int minute)
@@ -784,14 +880,19 @@ static struct icaltimetype st_ical_local(int64_t days, int hour, int minute)
  * Expansion. libical walks the rule on floating local times (dtstart has no zone); we map each
  * occurrence to UTC and stop at the first one after after_utc.
  *
- * Jumping ahead: when there is no COUNT and after_utc is past dtstart, the iterator restarts
+ * Jumping ahead: when after_utc is past dtstart, the iterator restarts
  * (icalrecur_iterator_set_start) on the local day before after_utc's. set_start keeps
  * INTERVAL aligned on dtstart (it counts days, weeks, months or years from dtstart) and takes
  * the time of day from dtstart. Any occurrence on an earlier local day reads earlier than
  * after_utc's local time, so it is at or before after_utc (the local → UTC mapping never goes
  * backwards); from the restart on, at most three steps remain (the day before, after_utc's
- * day, the answer) since a rule fires at most once a day. With COUNT, libical refuses
- * set_start (it must count), so we walk from dtstart: at most COUNT <= 1000 steps.
+ * day, the answer) since a rule fires at most once a day.
+ * COUNT: libical refuses set_start on a rule with COUNT, and we hand it the rule without. For
+ * DAILY and WEEKLY rules (one libical step per occurrence) we walk from dtstart, at most
+ * COUNT <= 1000 steps. A MONTHLY or YEARLY rule may need many libical steps per occurrence
+ * (BYDAY=MO;BYMONTHDAY=13 matches a few times a year), so we count the occurrences skipped by
+ * the jump ourselves (st_count_before, the same reading of the rule as st_match_from) and
+ * jump.
  *
  * Every libical call that may search (iterator_new, set_start, next) is preceded by
  * st_match_from, which proves that the search ends before SCHED_YEAR_MAX.
@@ -806,6 +907,7 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
     icaltimezone *z = st_zone(tz);
     int64_t from;      /* first local day (days since 1970-01-01) the next search may return */
     int64_t known = 0; /* libical finds an occurrence on a day <= known (st_match_from) */
+    int seen = 0;      /* occurrences before the next one libical returns (for COUNT) */
     int ret = -1;
 
     if (z == NULL) {
@@ -822,7 +924,8 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
     }
     if (st_rule_parse(rrule, &r, err, errlen) != 0)
         return -1;
-    if (st_rule_ical(&r, ical, sizeof ical) != 0) {
+    from = st_days_from_civil(dtstart->year, dtstart->month, dtstart->day);
+    if (st_rule_ical(&r, st_weekday(from), ical, sizeof ical) != 0) {
         st_err(err, errlen, "rule too long");
         return -1;
     }
@@ -833,7 +936,6 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
         st_err(err, errlen, "rule refused by libical");
         return -1;
     }
-    from = st_days_from_civil(dtstart->year, dtstart->month, dtstart->day);
     if (!st_match_from(&r, dtstart, from, &known))
         return 0;
     it = icalrecur_iterator_new(recur, st_ical_local(from, dtstart->hour, dtstart->minute));
@@ -842,7 +944,8 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
         st_err(err, errlen, "rule refused by libical");
         return -1;
     }
-    if (r.count == 0 && after_utc > st_local_to_utc(z, st_local_secs(dtstart))) {
+    if (after_utc > st_local_to_utc(z, st_local_secs(dtstart)) &&
+        (r.count == 0 || r.freq == ST_MONTHLY || r.freq == ST_YEARLY)) {
         int64_t jump;
 
         if (!st_utc_ok(after_utc)) {
@@ -851,6 +954,13 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
         }
         jump = st_floor_div(st_utc_to_local_secs(z, after_utc), ST_DAY) - 1;
         if (jump > from) {
+            if (r.count > 0) {
+                seen = st_count_before(&r, dtstart, jump, r.count);
+                if (seen >= r.count) {
+                    ret = 0;
+                    goto out;
+                }
+            }
             from = jump;
             if (!st_match_from(&r, dtstart, from, &known) ||
                 !icalrecur_iterator_set_start(
@@ -891,7 +1001,7 @@ int sched_rrule_next(const char *tz, const char *rrule, const struct sched_local
             ret = 1;
             goto out;
         }
-        if (r.count > 0 && step + 1 >= r.count) {
+        if (r.count > 0 && ++seen >= r.count) {
             ret = 0;
             goto out;
         }
@@ -919,8 +1029,8 @@ void sched_easter(int year, int *month, int *day)
 
 int sched_is_holiday_fr(int year, int month, int day)
 {
-    static const int fixed[][2] = {{1, 1}, {5, 1}, {5, 8}, {7, 14}, {8, 15}, {11, 1}, {11, 11},
-                                   {12, 25}};
+    static const int fixed[][2] = {{1, 1},  {5, 1},  {5, 8},   {7, 14},
+                                   {8, 15}, {11, 1}, {11, 11}, {12, 25}};
     int em, ed;
     int64_t diff;
 
@@ -969,8 +1079,8 @@ int sched_next_allowed(const char *tz, const struct sched_quiet *q, int64_t t, i
     icaltimezone *z = st_zone(tz);
     int64_t day;
 
-    if (z == NULL || q == NULL || out == NULL || q->start_min < 0 ||
-        q->start_min >= q->end_min || q->end_min > 24 * 60 || !st_utc_ok(t))
+    if (z == NULL || q == NULL || out == NULL || q->start_min < 0 || q->start_min >= q->end_min ||
+        q->end_min > 24 * 60 || !st_utc_ok(t))
         return -1;
     if (st_allowed_at(z, q, t)) {
         *out = t;
