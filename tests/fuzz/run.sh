@@ -46,6 +46,9 @@ build() {
         fuzz_rfc3339)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_util.c" $(pc --libs libsodium) \
                 -o "$out/$name" ;;
+        fuzz_sched_rrule)
+            clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/sched_time.c" \
+                $(pc --cflags --libs libical) -o "$out/$name" ;;
         *) echo "fuzz: no build rule for $name"; return 1 ;;
     esac
 }
