@@ -1,5 +1,6 @@
 /* gw_admin — see gw_admin.h and admin/API.md. */
 #include "gw_admin.h"
+#include "gw_admin_parse.h"
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_flows.h"
@@ -9,7 +10,6 @@
 #include "gw_outbox.h"
 #include "gw_send.h"
 #include "gw_util.h"
-#include "prov_phone.h"
 #include "prov_text.h"
 #include "sched_time.h"
 
@@ -45,46 +45,6 @@
 static const char DUMMY_HASH[] = "$argon2id$v=19$m=65536,t=2,p=1$n43AC249k6/WBXvkgNvkew$"
                                  "eNuMH8MxRt9a/cZKAXPM987Z4Xlbj/gbKr3bxlTebvU";
 
-enum { R_ADMIN = 1, R_REFERENT = 2, R_STAFF = 4, R_VIEWER = 8, R_ALL = 15 };
-enum { H_GENERIC, H_ME, H_LOGOUT, H_LOGOUT_ALL, H_RES_CREATE, H_PREVIEW, H_REM_CREATE,
-       H_MSG_SEND, H_INBOX_REPLY, H_LOAN };
-
-static const struct endpoint {
-    const char *method, *pattern; /* '#' = one numeric path segment */
-    int roles, handler;
-} endpoints[] = {
-    {"GET", "me", R_ALL, H_ME},
-    {"POST", "logout", R_ALL, H_LOGOUT},
-    {"POST", "logout-all", R_ALL, H_LOGOUT_ALL},
-    {"GET", "dashboard", R_ALL, H_GENERIC},
-    {"GET", "residents", R_ALL, H_GENERIC},
-    {"POST", "residents", R_ADMIN | R_REFERENT, H_RES_CREATE},
-    {"GET", "residents/#", R_ALL, H_GENERIC},
-    {"PATCH", "residents/#", R_ADMIN | R_REFERENT, H_GENERIC},
-    {"GET", "residents/#/export", R_ADMIN | R_REFERENT, H_GENERIC},
-    {"POST", "residents/#/erase", R_ADMIN, H_GENERIC},
-    {"POST", "reminders/preview", R_ADMIN | R_REFERENT, H_PREVIEW},
-    {"POST", "reminders", R_ADMIN | R_REFERENT, H_REM_CREATE},
-    {"DELETE", "reminders/#", R_ADMIN | R_REFERENT, H_GENERIC},
-    {"GET", "messages", R_ALL, H_GENERIC},
-    {"GET", "messages/#", R_ALL, H_GENERIC},
-    {"POST", "messages", R_ADMIN | R_REFERENT, H_MSG_SEND},
-    {"GET", "inbox", R_ALL, H_GENERIC},
-    {"POST", "inbox/#/reply", R_ADMIN | R_REFERENT, H_INBOX_REPLY},
-    {"POST", "inbox/#/done", R_ADMIN | R_REFERENT, H_GENERIC},
-    {"POST", "inbox/#/assign", R_ADMIN | R_REFERENT, H_GENERIC},
-    {"GET", "activities", R_ALL, H_GENERIC},
-    {"POST", "activities", R_ADMIN | R_STAFF, H_GENERIC},
-    {"POST", "activities/#/sessions", R_ADMIN | R_STAFF, H_GENERIC},
-    {"GET", "sessions/#/attendance", R_ALL, H_GENERIC},
-    {"GET", "activities/report.csv", R_ALL, H_GENERIC},
-    {"GET", "loans", R_ALL, H_GENERIC},
-    {"POST", "loans/#/confirm", R_ADMIN | R_STAFF, H_LOAN},
-    {"POST", "loans/#/refuse", R_ADMIN | R_STAFF, H_LOAN},
-    {"POST", "loans/#/returned", R_ADMIN | R_STAFF, H_LOAN},
-    {"GET", "audit", R_ADMIN, H_GENERIC},
-};
-
 struct rate {
     char key[96];
     int64_t window_start;
@@ -115,7 +75,7 @@ struct areq {
     size_t body_len;
     json_t *json;  /* parsed body (an object), or NULL */
     json_t *query; /* query parameters as an object of strings */
-    const struct endpoint *ep;
+    const struct gw_admin_endpoint *ep;
     long long id; /* the numeric path segment, if any */
     char token_hash[65];
     /* the session */
@@ -138,12 +98,12 @@ static void areq_free(struct areq *r)
 static int role_bit(const char *role)
 {
     if (!strcmp(role, "admin"))
-        return R_ADMIN;
+        return GW_ADMIN_R_ADMIN;
     if (!strcmp(role, "referent"))
-        return R_REFERENT;
+        return GW_ADMIN_R_REFERENT;
     if (!strcmp(role, "staff"))
-        return R_STAFF;
-    return R_VIEWER;
+        return GW_ADMIN_R_STAFF;
+    return GW_ADMIN_R_VIEWER;
 }
 
 /* French error replies (shown to staff as is). */
@@ -551,7 +511,9 @@ static void run_generic(struct areq *r)
     char centre[24], staff[24];
     snprintf(centre, sizeof centre, "%lld", r->centre_id);
     snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    char *body = json_dumps(r->json ? r->json : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *empty = r->json ? NULL : json_object(); /* a request without a body */
+    char *body = json_dumps(r->json ? r->json : empty, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(empty);
     char *query = json_dumps(r->query, JSON_COMPACT);
     const char *p[7] = {centre, staff, r->login, r->method, r->path, body, query};
     int rc = gw_db_query(r->a->db,
@@ -575,32 +537,19 @@ static void resident_created(void *arg, PGresult *res, const char *err)
 
 static void handle_resident_create(struct areq *r)
 {
-    const char *phone = json_string_value(json_object_get(r->json, "phone"));
-    const char *first = json_string_value(json_object_get(r->json, "first_name"));
-    const char *lang = json_string_value(json_object_get(r->json, "language"));
-    const char *consent = json_string_value(json_object_get(r->json, "consent_source"));
-    char e164[24];
-    if (!phone || prov_phone_normalize(phone, r->a->cfg->default_region, e164, sizeof e164) != 0) {
-        fail(r->req, 422, "invalid_phone",
-             "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78).");
-        areq_free(r);
-        return;
-    }
-    if (!consent || (strcmp(consent, "paper") && strcmp(consent, "verbal") && strcmp(consent, "sms"))) {
-        fail(r->req, 422, "invalid_consent",
-             "Indiquez comment l'habitant a donné son accord (formulaire papier, oral ou SMS).");
-        areq_free(r);
-        return;
-    }
-    if ((first && strlen(first) > 80) || (lang && strcmp(lang, "fr") && strcmp(lang, "en"))) {
-        fail(r->req, 422, "invalid_field", "Prénom trop long (80 caractères) ou langue inconnue.");
+    struct gw_admin_resident in;
+    const char *code, *msg;
+    int st = gw_admin_resident_parse(r->json, r->a->cfg->default_region, &in, &code, &msg);
+    if (st) {
+        fail(r->req, st, code, msg);
         areq_free(r);
         return;
     }
     char centre[24], staff[24];
     snprintf(centre, sizeof centre, "%lld", r->centre_id);
     snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    const char *p[7] = {centre, staff, r->login, e164, first, lang, consent};
+    const char *p[7] = {centre, staff, r->login, in.phone, in.first_name, in.language,
+                        in.consent};
     if (gw_db_query(r->a->db,
                     "SELECT gw_admin_resident_create($1::bigint, $2::bigint, $3, $4, $5, $6, $7)",
                     7, p, resident_created, r) != GW_OK) {
@@ -611,138 +560,14 @@ static void handle_resident_create(struct areq *r)
 
 /* ---------------------------------------------------------------- reminders */
 
-struct sched_in {
-    const char *schedule, *text, *rrule, *place;
-    struct sched_local start, appt;
-    json_t *offsets;
-    int urgent, ack;
-    char start_s[20], appt_s[20];
-};
-
-static int parse_local(const char *s, struct sched_local *l, char *copy)
+/* Validate a reminder body (gw_admin_parse.h); fills *in and the next (up to) 5 occurrence
+ * times. Returns the count (>= 0) or -1 after answering the request with a 422. */
+static int reminder_input(struct areq *r, struct gw_admin_reminder *in, int64_t next[5])
 {
-    int n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2d %2d:%2d%n", &l->year, &l->month, &l->day, &l->hour,
-                     &l->minute, &n) != 5 || s[n])
-        return -1;
-    int64_t t;
-    if (sched_local_to_utc("UTC", l, &t) != 0)
-        return -1;
-    snprintf(copy, 20, "%04d-%02d-%02d %02d:%02d", l->year, l->month, l->day, l->hour, l->minute);
-    return 0;
-}
-
-/* Validate a reminder body; fills *in and the next (up to) 5 occurrence times. Returns the
- * count (>= 0) or -1 after answering the request with a 422. */
-static int reminder_input(struct areq *r, struct sched_in *in, int64_t next[5])
-{
-    json_t *j = r->json;
-    memset(in, 0, sizeof *in);
-    in->schedule = json_string_value(json_object_get(j, "schedule"));
-    in->text = json_string_value(json_object_get(j, "text"));
-    in->rrule = json_string_value(json_object_get(j, "rrule"));
-    in->place = json_string_value(json_object_get(j, "place"));
-    in->offsets = json_object_get(j, "offsets");
-    in->urgent = json_is_true(json_object_get(j, "urgent"));
-    in->ack = json_is_true(json_object_get(j, "ack"));
-    const char *why = NULL;
-    char err[200] = "";
-    if (!json_is_integer(json_object_get(j, "resident_id")))
-        why = "Choisissez un habitant.";
-    else if (!in->text || !*in->text || strlen(in->text) > 1000)
-        why = "Écrivez le texte du rappel (1000 caractères au plus).";
-    else if (!in->schedule || (strcmp(in->schedule, "once") && strcmp(in->schedule, "rrule") &&
-                               strcmp(in->schedule, "appointment")))
-        why = "Choisissez le type de rappel : une fois, récurrent ou avant un rendez-vous.";
-    else if (!strcmp(in->schedule, "once") &&
-             parse_local(json_string_value(json_object_get(j, "at")), &in->start, in->start_s))
-        why = "Indiquez la date et l'heure (AAAA-MM-JJ HH:MM).";
-    else if (!strcmp(in->schedule, "rrule") &&
-             (parse_local(json_string_value(json_object_get(j, "start")), &in->start,
-                          in->start_s) ||
-              !in->rrule))
-        why = "Indiquez la règle de récurrence et la date de début.";
-    else if (!strcmp(in->schedule, "rrule") && sched_rrule_check(in->rrule, err, sizeof err))
-        why = "Cette récurrence n'est pas valable (au plus une fois par jour).";
-    else if (!strcmp(in->schedule, "appointment") &&
-             (parse_local(json_string_value(json_object_get(j, "appointment")), &in->appt,
-                          in->appt_s) ||
-              !json_is_array(in->offsets) || json_array_size(in->offsets) == 0 ||
-              json_array_size(in->offsets) > 8))
-        why = "Indiquez la date du rendez-vous et au moins un rappel (8 au plus).";
-    if (why) {
+    const char *why;
+    int n = gw_admin_reminder_parse(r->json, r->tz, gw_wall_ms() / 1000, in, next, &why);
+    if (n < 0)
         fail(r->req, 422, "invalid_reminder", why);
-        return -1;
-    }
-    int64_t now = gw_wall_ms() / 1000, t = now - now % 60 - 1;
-    int n = 0;
-    if (!strcmp(in->schedule, "once")) {
-        int64_t at;
-        if (sched_local_to_utc(r->tz, &in->start, &at) == 0 && at > t)
-            next[n++] = at;
-    } else if (!strcmp(in->schedule, "rrule")) {
-        while (n < 5) {
-            int64_t at;
-            int rc = sched_rrule_next(r->tz, in->rrule, &in->start, t, &at, err, sizeof err);
-            if (rc != 1)
-                break;
-            next[n++] = at;
-            t = at;
-        }
-    } else {
-        int64_t appt;
-        if (sched_local_to_utc(r->tz, &in->appt, &appt) != 0) {
-            fail(r->req, 422, "invalid_reminder", "Date du rendez-vous invalide.");
-            return -1;
-        }
-        size_t i;
-        json_t *o;
-        int64_t all[8];
-        int k = 0;
-        json_array_foreach(in->offsets, i, o)
-        {
-            json_t *days = json_object_get(o, "days"), *mins = json_object_get(o, "minutes");
-            const char *tm = json_string_value(json_object_get(o, "time"));
-            int64_t at;
-            if (json_is_integer(days) && json_integer_value(days) >= 0 &&
-                json_integer_value(days) <= 60) {
-                struct sched_local d = in->appt, back;
-                d.hour = 12;
-                d.minute = 0;
-                int64_t noon;
-                if (sched_local_to_utc(r->tz, &d, &noon) ||
-                    sched_utc_to_local(r->tz, noon - json_integer_value(days) * 86400, &back,
-                                       NULL))
-                    continue;
-                back.hour = in->appt.hour;
-                back.minute = in->appt.minute;
-                if (tm && (sscanf(tm, "%d:%d", &back.hour, &back.minute) != 2 || back.hour < 0 ||
-                           back.hour > 23 || back.minute < 0 || back.minute > 59)) {
-                    fail(r->req, 422, "invalid_reminder", "Heure de rappel invalide (HH:MM).");
-                    return -1;
-                }
-                if (sched_local_to_utc(r->tz, &back, &at) == 0)
-                    all[k++] = at;
-            } else if (json_is_integer(mins) && json_integer_value(mins) >= 0 &&
-                       json_integer_value(mins) <= 60 * 24 * 60) {
-                all[k++] = appt - json_integer_value(mins) * 60;
-            } else {
-                fail(r->req, 422, "invalid_reminder",
-                     "Chaque rappel est « N jours avant (à HH:MM) » ou « N minutes avant ».");
-                return -1;
-            }
-        }
-        for (int x = 0; x < k; x++) /* sorted, future ones */
-            for (int y = x + 1; y < k; y++)
-                if (all[y] < all[x]) {
-                    int64_t tmp = all[x];
-                    all[x] = all[y];
-                    all[y] = tmp;
-                }
-        for (int x = 0; x < k && n < 5; x++)
-            if (all[x] > t && all[x] < appt + 1)
-                next[n++] = all[x];
-    }
     return n;
 }
 
@@ -789,7 +614,7 @@ static void preview_rendered(void *arg, PGresult *res, const char *err)
 
 static void handle_preview(struct areq *r)
 {
-    struct sched_in in;
+    struct gw_admin_reminder in;
     struct preview *pv = calloc(1, sizeof *pv);
     if (!pv)
         abort();
@@ -846,7 +671,7 @@ static void reminder_created(void *arg, PGresult *res, const char *err)
 
 static void handle_reminder_create(struct areq *r)
 {
-    struct sched_in in;
+    struct gw_admin_reminder in;
     int64_t next[5];
     int n = reminder_input(r, &in, next);
     if (n < 0) {
@@ -1063,16 +888,16 @@ static void dispatch(struct areq *r)
         return;
     }
     switch (r->ep->handler) {
-    case H_ME:
+    case GW_ADMIN_H_ME:
         gw_http_json(r->req, 200, me_json(r));
         areq_free(r);
         return;
-    case H_LOGOUT:
-    case H_LOGOUT_ALL: {
+    case GW_ADMIN_H_LOGOUT:
+    case GW_ADMIN_H_LOGOUT_ALL: {
         char staff[24];
         snprintf(staff, sizeof staff, "%lld", r->staff_id);
         const char *by_token[1] = {r->token_hash}, *by_staff[1] = {staff};
-        int rc = r->ep->handler == H_LOGOUT
+        int rc = r->ep->handler == GW_ADMIN_H_LOGOUT
                      ? gw_db_query(a->db,
                                    "UPDATE admin_sessions SET revoked_at = now()"
                                    " WHERE token_hash = $1",
@@ -1087,12 +912,12 @@ static void dispatch(struct areq *r)
         }
         return;
     }
-    case H_RES_CREATE: handle_resident_create(r); return;
-    case H_PREVIEW: handle_preview(r); return;
-    case H_REM_CREATE: handle_reminder_create(r); return;
-    case H_MSG_SEND: handle_send(r, 0); return;
-    case H_INBOX_REPLY: handle_send(r, 1); return;
-    case H_LOAN: handle_loan(r); return;
+    case GW_ADMIN_H_RES_CREATE: handle_resident_create(r); return;
+    case GW_ADMIN_H_PREVIEW: handle_preview(r); return;
+    case GW_ADMIN_H_REM_CREATE: handle_reminder_create(r); return;
+    case GW_ADMIN_H_MSG_SEND: handle_send(r, 0); return;
+    case GW_ADMIN_H_INBOX_REPLY: handle_send(r, 1); return;
+    case GW_ADMIN_H_LOAN: handle_loan(r); return;
     default: run_generic(r); return;
     }
 }
@@ -1139,39 +964,10 @@ static void session_checked(void *arg, PGresult *res, const char *err)
     dispatch(r);
 }
 
-/* Matches path against pattern ('#' = digits); the number goes to *id. */
-static int match(const char *pattern, const char *path, long long *id)
-{
-    while (*pattern && *path) {
-        if (*pattern == '#') {
-            char *end;
-            if (*path < '0' || *path > '9')
-                return 0;
-            long long v = strtoll(path, &end, 10);
-            if (end - path > 18)
-                return 0;
-            *id = v;
-            path = end;
-            pattern++;
-        } else if (*pattern++ != *path++) {
-            return 0;
-        }
-    }
-    return !*pattern && !*path;
-}
-
 static void query_params(struct evhttp_request *req, json_t *out)
 {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    struct evkeyvalq params;
-    TAILQ_INIT(&params);
-    if (!q || evhttp_parse_query_str(q, &params) < 0)
-        return;
-    for (struct evkeyval *kv = params.tqh_first; kv; kv = kv->next.tqe_next)
-        if (strlen(kv->key) < 32 && strlen(kv->value) < 200)
-            json_object_set_new(out, kv->key, json_string(kv->value));
-    evhttp_clear_headers(&params);
+    gw_admin_query_parse(uri ? evhttp_uri_get_query(uri) : NULL, out);
 }
 
 static void on_api(struct evhttp_request *req, void *arg, const char *tail)
@@ -1207,12 +1003,7 @@ static void on_api(struct evhttp_request *req, void *arg, const char *tail)
         areq_free(r);
         return;
     }
-    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
-        if (!strcmp(endpoints[i].method, r->method) && match(endpoints[i].pattern, r->path, &r->id)) {
-            r->ep = &endpoints[i];
-            break;
-        }
-    }
+    r->ep = gw_admin_endpoint_find(r->method, r->path, &r->id);
     char token[80];
     if (cookie_token(req, token, sizeof token) != 0) {
         a->unauthenticated++;

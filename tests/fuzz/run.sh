@@ -49,6 +49,19 @@ build() {
         fuzz_sched_rrule)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/sched_time.c" \
                 $(pc --cflags --libs libical) -o "$out/$name" ;;
+        fuzz_webhook)
+            clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
+            clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_partners_parse.c" \
+                "$root/gatewayd/gw_send.c" "$root/gatewayd/gw_config.c" "$root/gatewayd/gw_log.c" \
+                "$root/gatewayd/gw_util.c" "$root/providers/prov_text.c" "$out/prov_phone_shim.o" \
+                $(pc --cflags --libs inih jansson libevent libsodium) -lphonenumber \
+                $(pc --libs icu-uc) -lstdc++ -o "$out/$name" ;;
+        fuzz_admin_body)
+            clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
+            clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_admin_parse.c" \
+                "$root/gatewayd/sched_time.c" "$out/prov_phone_shim.o" \
+                $(pc --cflags --libs jansson libevent libical) -lphonenumber $(pc --libs icu-uc) \
+                -lstdc++ -o "$out/$name" ;;
         *) echo "fuzz: no build rule for $name"; return 1 ;;
     esac
 }

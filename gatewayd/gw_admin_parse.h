@@ -1,0 +1,101 @@
+/*
+ * gw_admin_parse — the pure half of the admin API (gw_admin.h, admin/API.md): the endpoint
+ * table and path matching, query strings, local date-times, and the validation of the
+ * reminder and resident bodies. No I/O, no clock (the caller passes "now"), no global state,
+ * so that it is unit-testable and fuzzable on its own (tests/unit/test_gw_admin_parse.c,
+ * tests/fuzz/fuzz_admin_body.c). The refusal messages are French: they are shown to staff as
+ * they are.
+ *
+ * Ownership: the endpoint table is static; parsed bodies borrow their strings from the JSON
+ * body they were parsed from (keep it alive while you use them).
+ */
+#ifndef GW_ADMIN_PARSE_H
+#define GW_ADMIN_PARSE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "sched_time.h"
+
+/* Roles (bits) and the handler of each endpoint. */
+enum {
+    GW_ADMIN_R_ADMIN = 1,
+    GW_ADMIN_R_REFERENT = 2,
+    GW_ADMIN_R_STAFF = 4,
+    GW_ADMIN_R_VIEWER = 8,
+    GW_ADMIN_R_ALL = 15
+};
+enum {
+    GW_ADMIN_H_GENERIC, /* one call of gw_admin_call (sql/006_admin.sql) */
+    GW_ADMIN_H_ME,
+    GW_ADMIN_H_LOGOUT,
+    GW_ADMIN_H_LOGOUT_ALL,
+    GW_ADMIN_H_RES_CREATE,
+    GW_ADMIN_H_PREVIEW,
+    GW_ADMIN_H_REM_CREATE,
+    GW_ADMIN_H_MSG_SEND,
+    GW_ADMIN_H_INBOX_REPLY,
+    GW_ADMIN_H_LOAN
+};
+
+struct gw_admin_endpoint {
+    const char *method, *pattern; /* pattern: path after /admin/api/; '#' = one number */
+    int roles, handler;
+};
+
+/* The endpoint table (POST login is handled before it, without a session). */
+extern const struct gw_admin_endpoint gw_admin_endpoints[];
+extern const size_t gw_admin_nendpoints;
+
+/* 1 when path matches pattern, where '#' stands for 1 to 18 digits (the number goes to *id);
+ * else 0 (*id may have been written). */
+int gw_admin_path_match(const char *pattern, const char *path, long long *id);
+
+/* The first endpoint of the table for method and path (the path after /admin/api/, without
+ * the query), with its number in *id; NULL when none (*id may have been written). */
+const struct gw_admin_endpoint *gw_admin_endpoint_find(const char *method, const char *path,
+                                                       long long *id);
+
+/* Adds the parameters of the query string q (without '?'; may be NULL) to the JSON object out
+ * as strings: keys under 32 bytes, values under 200; others (and those that are not valid
+ * UTF-8 once decoded) are dropped. A malformed query adds nothing. */
+void gw_admin_query_parse(const char *q, json_t *out);
+
+/* "YYYY-MM-DD HH:MM", a valid local date-time in SCHED_YEAR_MIN..MAX: 0 with *l set and the
+ * normalised text in copy (20 bytes), else -1. */
+int gw_admin_parse_local(const char *s, struct sched_local *l, char copy[20])
+    __attribute__((warn_unused_result));
+
+/* A validated reminder body (POST reminders and reminders/preview). */
+struct gw_admin_reminder {
+    const char *schedule; /* "once", "rrule" or "appointment" */
+    const char *text, *rrule, *place;
+    struct sched_local start, appt;
+    json_t *offsets; /* appointment: 1 to 8 of {days, time?} or {minutes} */
+    int urgent, ack;
+    char start_s[20], appt_s[20]; /* start (once, rrule) or appointment, normalised */
+};
+
+/*
+ * Validates a reminder body (may be NULL) for a centre in zone tz at Unix time now; fills *in
+ * and next[] with the next (up to) 5 occurrences after the start of the current minute.
+ * Returns their count (0: the reminder would never fire), or -1 with *why set to the French
+ * message of the 422 invalid_reminder answer.
+ */
+int gw_admin_reminder_parse(json_t *body, const char *tz, int64_t now, struct gw_admin_reminder *in,
+                            int64_t next[5], const char **why) __attribute__((warn_unused_result));
+
+/* A validated resident body (POST residents). */
+struct gw_admin_resident {
+    char phone[24];                              /* E.164 */
+    const char *first_name, *language, *consent; /* first_name and language may be NULL */
+};
+
+/* Validates a resident body (may be NULL); phone numbers are read as in region ("FR").
+ * Returns 0, or 422 with *code (invalid_phone, invalid_consent, invalid_field) and *msg
+ * (French) set (both static). */
+int gw_admin_resident_parse(json_t *body, const char *region, struct gw_admin_resident *out,
+                            const char **code, const char **msg)
+    __attribute__((warn_unused_result));
+
+#endif
