@@ -127,53 +127,11 @@ int gw_partners_external_id_ok(const char *s)
     return 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (as jansson checks it: no overlong forms, no
- * surrogates, at most U+10FFFF), or 0. */
-static size_t utf8_seq(const uint8_t *s)
-{
-    size_t n;
-    uint32_t cp;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        n = 2;
-        cp = s[0] & 0x1F;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        n = 3;
-        cp = s[0] & 0x0F;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        n = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 /* A refusal message goes into a JSON answer, and jansson refuses invalid UTF-8 (the answer
  * would become a 500). Two things put some there (both found by fuzz_webhook): a message
  * cut short inside a character (a long unknown field name), and jansson's own syntax errors,
- * which quote the input byte by byte ("invalid escape near '"\xc3'"). Each byte that does
- * not belong to a valid sequence becomes '?'. */
-static void utf8_repair(char *s)
-{
-    while (*s) {
-        size_t n = utf8_seq((const uint8_t *)s);
-        if (n == 0) {
-            *s++ = '?';
-        } else {
-            s += n;
-        }
-    }
-}
+ * which quote the input byte by byte ("invalid escape near '"\xc3'"): gw_utf8_repair. */
+#define utf8_repair gw_utf8_repair
 
 static int refuse(struct gw_partner_verdict *v, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -33,6 +33,7 @@ int gw_send_parse(const char *body, size_t len, const struct gw_config *cfg,
         *code = "malformed_json";
         snprintf(msg, msglen, "malformed JSON at line %d, column %d: %s", jerr.line, jerr.column,
                  jerr.text);
+        gw_utf8_repair(msg); /* jansson quotes the input byte by byte */
         return 400;
     }
     if (!json_is_object(root)) {
@@ -115,8 +116,10 @@ int gw_send_parse(const char *body, size_t len, const struct gw_config *cfg,
     }
 out:
     json_decref(root);
-    if (status)
+    if (status) {
         gw_send_req_clear(r);
+        gw_utf8_repair(msg); /* a message cut short inside a character */
+    }
     return status;
 }
 #undef FAIL

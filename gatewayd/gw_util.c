@@ -204,3 +204,45 @@ int gw_addr_in_list(const char *list, const char *addr)
 {
     return addr_walk(list, addr) == 1;
 }
+
+/* Length of the valid UTF-8 sequence at s (as jansson checks it: no overlong forms, no
+ * surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_seq(const uint8_t *s)
+{
+    size_t n;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        n = 2;
+        cp = s[0] & 0x1F;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        n = 3;
+        cp = s[0] & 0x0F;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+void gw_utf8_repair(char *s)
+{
+    while (*s) {
+        size_t n = utf8_seq((const uint8_t *)s);
+        if (n == 0)
+            *s++ = '?';
+        else
+            s += n;
+    }
+}

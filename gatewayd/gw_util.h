@@ -47,4 +47,8 @@ uint32_t gw_random32(void);
 int gw_addr_list_check(const char *list);
 int gw_addr_in_list(const char *list, const char *addr);
 
+/* Makes s valid UTF-8 in place: each byte that is not part of a valid sequence (as jansson
+ * checks it) becomes '?'. For error messages that quote input or were cut short. */
+void gw_utf8_repair(char *s);
+
 #endif

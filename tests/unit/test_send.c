@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -131,6 +132,28 @@ static void test_transliteration_can_be_off(void **state)
     cfg->transliterate = 1;
 }
 
+/* Error messages go into JSON answers: they must be valid UTF-8 even when they quote bytes of
+ * the input (jansson's syntax errors) or are cut short inside a character. */
+static void test_messages_stay_utf8(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"text\":\"\\\xc3\xa9\"}",                       /* invalid escape before é */
+        "{\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\":1}", /* unknown field */
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        struct gw_send_req r;
+        const char *c = NULL;
+        char msg[24]; /* small: the message is cut */
+        int st = gw_send_parse(bodies[i], strlen(bodies[i]), cfg, normalize, NULL, &r, &c, msg,
+                               sizeof msg);
+        assert_int_equal(st, 400);
+        json_t *j = json_string(msg); /* NULL when msg is not valid UTF-8 */
+        assert_non_null(j);
+        json_decref(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +161,7 @@ int main(void)
         cmocka_unit_test(test_value_errors),
         cmocka_unit_test(test_accepted),
         cmocka_unit_test(test_transliteration_can_be_off),
+        cmocka_unit_test(test_messages_stay_utf8),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
