@@ -26,7 +26,8 @@ build() {
                 -lphonenumber $(pc --libs icu-uc) -lstdc++ -o "$out/$name" ;;
         fuzz_config)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/gw_config.c" "$root/gatewayd/gw_log.c" \
-                $(pc --cflags --libs inih jansson libevent) -o "$out/$name" ;;
+                "$root/gatewayd/gw_util.c" $(pc --cflags --libs inih jansson libevent libsodium) \
+                -o "$out/$name" ;;
         fuzz_send_body)
             clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
             clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_send.c" \
