@@ -112,6 +112,7 @@ struct gw_outbox {
     json_t *writing;     /* batch in flight (kept to retry after a failure) */
     const char *writing_sql;
     int write_failures;
+    int catching_up; /* writing what was kept during a database outage: no claims yet */
     struct event *ev_write;       /* deferred flush */
     struct event *ev_write_retry; /* backoff after a failure */
 
@@ -349,8 +350,7 @@ static void writer_done(void *arg, PGresult *res, const char *err)
     }
     if (o->write_failures > 0) {
         o->write_failures = 0;
-        for (size_t i = 0; i < o->nroutes; i++) /* claims paused while the backlog waited */
-            route_kick(&o->routes[i]);
+        o->catching_up = 1;
     }
     int rows = PQntuples(res);
     for (int r = 0; r < rows; r++) {
@@ -366,6 +366,15 @@ static void writer_done(void *arg, PGresult *res, const char *err)
     json_decref(o->writing);
     o->writing = NULL;
     writer_flush(o);
+    if (o->catching_up && !o->writing) {
+        /* Claims were paused while outcomes waited for the database: some may be of messages
+         * whose lease expired meanwhile. Only now that every one of them is written (the
+         * writer found nothing more to take) can a claim no longer take such a message and
+         * send it again. */
+        o->catching_up = 0;
+        for (size_t i = 0; i < o->nroutes; i++)
+            route_kick(&o->routes[i]);
+    }
     check_drained(o);
 }
 
@@ -788,7 +797,7 @@ static void route_claim(struct route *r)
         return;
     /* Outcomes we could not write yet (the database was away) may be of messages whose lease
      * has expired meanwhile: claiming before they are written would send those again. */
-    if (o->write_failures > 0)
+    if (o->write_failures > 0 || o->catching_up)
         return;
     int limit = r->concurrency - r->in_flight;
     if (r->breaker == BR_OPEN) {
