@@ -203,7 +203,9 @@ static void rate_fail(struct gw_admin *a, const char *login, const char *addr)
             r = calloc(1, sizeof *r);
             if (!r)
                 abort();
-            snprintf(r->key, sizeof r->key, "%s", k[i]);
+            size_t kl = strnlen(k[i], sizeof r->key - 1); /* keys are built to fit */
+            memcpy(r->key, k[i], kl);
+            r->key[kl] = '\0';
             r->window_start = gw_wall_ms() / 1000;
             HASH_ADD_STR(a->rates, key, r);
         }

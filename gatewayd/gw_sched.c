@@ -494,8 +494,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         gw_db_query(s->db, "SELECT * FROM gw_release_claim($1, $2::int, $3::int)", 3, p,
                     release_claimed, s) == GW_OK)
         s->rel_running = 1;
-    if (!s->exp_more && !s->rel_more)
-        schedule_tick(s, s->cfg->sched_interval_ms);
+    /* Always re-armed: a commit that found more to do moves it to "now" (evtimer_add on a
+     * pending timer reschedules it); a claim that comes back short re-arms nothing itself, so
+     * without this the scheduler would stop after a burst. */
+    schedule_tick(s, s->cfg->sched_interval_ms);
 }
 
 static void schedule_tick(struct gw_sched *s, int ms)
