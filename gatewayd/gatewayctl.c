@@ -152,6 +152,17 @@ static PGresult *q(PGconn *pg, const char *sql, int n, const char *const *p)
     return r;
 }
 
+/* The id of the centre named (or numbered) `name`, as text; exits 3 when there is none. */
+static void centre_id(PGconn *pg, const char *name, char out[24])
+{
+    const char *p[1] = {name};
+    PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, p);
+    if (PQntuples(r) != 1)
+        die(3, "no centre named '%s'", name);
+    snprintf(out, 24, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
 static int cmd_centre(int argc, char **argv)
 {
     if (argc < 1)
@@ -237,13 +248,8 @@ static int cmd_centre(int argc, char **argv)
         }
         if (!centre)
             die(2, "centre routes: expected CENTRE [--kind KIND] ROUTE…");
-        const char *pc[1] = {centre};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", centre);
         char id[24];
-        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        centre_id(pg, centre, id);
         const char *pk[2] = {id, kind};
         PQclear(q(pg, "BEGIN", 0, NULL));
         PQclear(q(pg, "DELETE FROM centre_routes WHERE centre_id = $1 AND kind = $2", 2, pk));
@@ -319,13 +325,10 @@ static int cmd_centre(int argc, char **argv)
     } else if (!strcmp(argv[0], "seed")) {
         if (argc != 2)
             die(2, "centre seed: expected CENTRE");
-        const char *pc[1] = {argv[1]};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", argv[1]);
-        const char *pid[1] = {PQgetvalue(r, 0, 0)};
+        char id[24];
+        centre_id(pg, argv[1], id);
+        const char *pid[1] = {id};
         PQclear(q(pg, "SELECT gw_demo_seed($1::bigint)", 1, pid));
-        PQclear(r);
         printf("centre '%s' seeded: check-in codes 1234 (Atelier cuisine) and 5678 (Accueil café,"
                " anonymous), items 12 15 20, job offers 1-4, alert topics SORTIE ATELIER\n",
                argv[1]);
@@ -401,13 +404,8 @@ static int cmd_key(int argc, char **argv)
             else
                 die(2, "key create: unexpected argument '%s'", argv[i]);
         }
-        const char *pc[1] = {argv[1]};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", argv[1]);
         char centre[24];
-        snprintf(centre, sizeof centre, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        centre_id(pg, argv[1], centre);
         char key[GW_KEY_LEN], prefix[GW_KEY_PREFIX_LEN], hex[2 * GW_KEY_HASH_LEN + 3];
         uint8_t hash[GW_KEY_HASH_LEN];
         gw_auth_key_generate(key, prefix, hash);
@@ -664,13 +662,10 @@ static int cmd_rgpd(const char *cmd, int argc, char **argv)
         if (prov_phone_normalize(argv[2], cfg->default_region, e164, sizeof e164) != 0)
             snprintf(e164, sizeof e164, "%s", argv[2]); /* a short code or a sender name */
         const char *p[3] = {argv[1], e164, "gatewayctl"};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, p);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", argv[1]);
         char cid[24];
-        snprintf(cid, sizeof cid, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        centre_id(pg, argv[1], cid);
         p[0] = cid;
+        PGresult *r;
         if (!strcmp(argv[0], "export")) {
             r = q(pg, "SELECT jsonb_pretty(gw_resident_export($1::bigint, $2))", 2, p);
             printf("%s\n", PQgetvalue(r, 0, 0));
@@ -876,13 +871,9 @@ static int cmd_partner(int argc, char **argv)
         }
         char *tj = json_dumps(list, JSON_COMPACT);
         json_decref(list);
-        const char *pc[1] = {argv[1]};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", argv[1]);
         char centre[24];
-        snprintf(centre, sizeof centre, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        centre_id(pg, argv[1], centre);
+        PGresult *r;
         const char *pt[2] = {centre, tj};
         r = q(pg,
               "SELECT t FROM json_array_elements_text($2::json) t WHERE NOT EXISTS"
@@ -919,19 +910,16 @@ static int cmd_partner(int argc, char **argv)
         printf("key_id %s\nsecret %s\n", key_id, secret);
         sodium_memzero(secret, sizeof secret);
     } else if (!strcmp(argv[0], "list")) {
-        const char *pc[1] = {argv[1]};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", argv[1]);
-        PQclear(r);
-        r = q(pg,
+        char centre[24];
+        centre_id(pg, argv[1], centre);
+        PGresult *r = q(pg,
               "SELECT p.key_id, p.name, coalesce(nullif(array_to_string(p.topics, ','), ''), '-'),"
               " CASE WHEN p.may_post_jobs THEN 'yes' ELSE 'no' END, p.rate_per_min,"
               " to_char(p.created_at AT TIME ZONE c.timezone, 'YYYY-MM-DD'),"
               " coalesce(to_char(p.revoked_at AT TIME ZONE c.timezone, 'YYYY-MM-DD'), '-')"
               " FROM partners p JOIN centres c ON c.id = p.centre_id"
-              " WHERE c.name = $1 OR c.id::text = $1 ORDER BY p.id",
-              1, pc);
+              " WHERE c.id = $1::bigint ORDER BY p.id",
+              1, (const char *const[]){centre});
         printf("%-20s %-24s %-24s %-5s %-6s %-10s %s\n", "key id", "name", "topics", "jobs",
                "rate", "created", "revoked");
         for (int i = 0; i < PQntuples(r); i++)
