@@ -19,7 +19,7 @@ die() { printf 'passerelle: error: %s\n' "$*" >&2; exit 1; }
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$REPO"
 PGCTL=$REPO/scripts/pgctl.sh
-BUILD=$REPO/build/check
+BUILD=${PASSERELLE_BUILD_DIR:-$REPO/build/check} # another directory lets two checks run side by side
 JOBS=2
 
 # shellcheck disable=SC2317 # called from the EXIT trap
