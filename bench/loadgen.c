@@ -27,8 +27,18 @@
  * before the connection dropped, and only the idempotency key keeps the retry
  * from creating a second message.
  *
+ * Two other request shapes share the same workers, retries and summary:
+ *   --inbound ROUTE   POST /providers/ROUTE/inbound, form from=<number>&text=<text>
+ *                     (gatewayd's simulator injection endpoint; no API key): a 200
+ *                     with a readable "id" is accepted;
+ *   --get TEMPLATE    GET TEMPLATE (a path and query, e.g. Kannel's
+ *                     /cgi-bin/sendsms?...&to={to}&text={text}), {to}, {text} and
+ *                     {i} replaced by the URL-encoded values; any 2xx is accepted.
+ * --texts-file FILE gives several texts: request i uses line i % lines.
+ *
  * Exit status: 0 when every request got a 202 (after retries) with a readable
- * id, 1 otherwise, 2 on a usage or setup error.
+ * id (other modes: their success answer), 1 otherwise, 2 on a usage or setup
+ * error.
  *
  * See bench/README.md for what each figure of the summary means.
  */
@@ -54,13 +64,16 @@
 #define REQUEST_TIMEOUT_S 30
 #define MAX_CONCURRENCY 10000
 #define MAX_STATUS 600
+#define MAX_TEXTS 1000
+
+enum mode { MODE_API, MODE_INBOUND, MODE_GET };
 
 /* ---- configuration ---------------------------------------------------- */
 
 static struct {
     char host[256];      /* as given to evhttp_connection_base_new (no brackets) */
     char host_hdr[300];  /* Host header value, "host:port" */
-    char url_shown[340]; /* for the summary */
+    char url_shown[4400]; /* for the summary */
     unsigned short port;
     char *key; /* heap: from --key or --key-file */
     long long count;
@@ -68,8 +81,15 @@ static struct {
     unsigned long long to_base;
     int to_digits;
     long long distinct;
-    const char *text_prefix; /* text before the first "%d" (heap copy) */
-    const char *text_suffix; /* text after it, NULL when the text has no "%d" */
+    /* texts[k]: prefix = text before the first "%d" (heap copy), suffix = text after it,
+     * NULL when the text has no "%d"; request i uses texts[i % ntexts] */
+    struct {
+        char *prefix;
+        const char *suffix;
+    } texts[MAX_TEXTS];
+    int ntexts;
+    enum mode mode;
+    char *path; /* request path: API_PATH, /providers/ROUTE/inbound or the GET template */
     const char *idem_prefix;
     const char *ids_out_path;
     int retry;
@@ -136,6 +156,7 @@ static int parse_ll(const char *s, long long min, long long max, long long *out)
 static void usage(FILE *f)
 {
     fputs("usage: loadgen (--key KEY | --key-file FILE) [options]\n"
+          "       loadgen (--inbound ROUTE | --get TEMPLATE) [options]\n"
           "  --url URL                 http://host:port (default http://127.0.0.1:8080);\n"
           "                            the path is always " API_PATH "\n"
           "  --key KEY                 API key, sent as Authorization: Bearer KEY\n"
@@ -152,6 +173,11 @@ static void usage(FILE *f)
           "  --retry                   resend on 503 or connection error after 200 ms\n"
           "  --max-seconds S           stop after S seconds and report (default 600)\n"
           "  --json                    print the summary as one JSON object\n"
+          "  --texts-file FILE         one text per line; request i uses line i % lines\n"
+          "  --inbound ROUTE           POST /providers/ROUTE/inbound from=<to>&text=<text>\n"
+          "                            instead (no key; 200 with an id is accepted)\n"
+          "  --get TEMPLATE            GET TEMPLATE instead (no key; any 2xx is accepted);\n"
+          "                            {to} {text} {i} become the URL-encoded values\n"
           "  --help                    this text\n"
           "exit status: 0 every request accepted, 1 otherwise, 2 usage error\n",
           f);
@@ -208,15 +234,19 @@ static int parse_url(const char *url)
             return -1;
         }
     }
-    if (*p != '\0' && strcmp(p, "/") != 0 && strcmp(p, API_PATH) != 0) {
-        fprintf(stderr, "loadgen: --url: the path is fixed to " API_PATH "; drop \"%s\"\n", p);
+    if (*p != '\0' && strcmp(p, "/") != 0 && (cfg.mode != MODE_API || strcmp(p, API_PATH) != 0)) {
+        if (cfg.mode == MODE_API)
+            fprintf(stderr, "loadgen: --url: the path is fixed to " API_PATH "; drop \"%s\"\n", p);
+        else
+            fprintf(stderr, "loadgen: --url: give http://host:port only with --inbound/--get; "
+                            "drop \"%s\"\n", p);
         return -1;
     }
     cfg.port = (unsigned short)port;
     int ipv6 = strchr(cfg.host, ':') != NULL;
     snprintf(cfg.host_hdr, sizeof cfg.host_hdr, "%s%s%s:%u", ipv6 ? "[" : "", cfg.host,
              ipv6 ? "]" : "", (unsigned)cfg.port);
-    snprintf(cfg.url_shown, sizeof cfg.url_shown, "http://%s" API_PATH, cfg.host_hdr);
+    snprintf(cfg.url_shown, sizeof cfg.url_shown, "http://%s%s", cfg.host_hdr, cfg.path);
     return 0;
 }
 
@@ -298,47 +328,188 @@ static int valid_utf8(const char *s)
     return ok;
 }
 
-static int set_text(const char *text)
+static int add_text(const char *text)
 {
     if (!valid_utf8(text)) {
         fprintf(stderr, "loadgen: --text is not valid UTF-8\n");
+        return -1;
+    }
+    if (cfg.ntexts == MAX_TEXTS) {
+        fprintf(stderr, "loadgen: at most %d texts\n", MAX_TEXTS);
         return -1;
     }
     char *copy = strdup(text);
     if (copy == NULL)
         return -1;
     char *pct = strstr(copy, "%d");
+    int k = cfg.ntexts++;
     if (pct != NULL) {
         *pct = '\0';
-        cfg.text_suffix = pct + 2;
+        cfg.texts[k].suffix = pct + 2;
     } else {
-        cfg.text_suffix = NULL;
+        cfg.texts[k].suffix = NULL;
     }
-    cfg.text_prefix = copy;
+    cfg.texts[k].prefix = copy;
     return 0;
+}
+
+/* One text per line (trailing CR/LF removed; empty lines skipped). */
+static int read_texts_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "loadgen: --texts-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n > 0)
+            rc = add_text(line);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && cfg.ntexts == 0) {
+        fprintf(stderr, "loadgen: --texts-file %s: no text in it\n", path);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* "/providers/ROUTE/inbound"; the route name is a plain word */
+static int set_inbound_path(const char *route)
+{
+    size_t n = strlen(route);
+    if (n == 0 || n > 64 || strspn(route, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789_-") != n) {
+        fprintf(stderr, "loadgen: --inbound: bad route name \"%s\"\n", route);
+        return -1;
+    }
+    size_t cap = n + 32;
+    cfg.path = malloc(cap);
+    if (cfg.path == NULL)
+        return -1;
+    snprintf(cfg.path, cap, "/providers/%s/inbound", route);
+    return 0;
+}
+
+static int set_get_template(const char *tpl)
+{
+    if (tpl[0] != '/' || strlen(tpl) > 4000) {
+        fprintf(stderr, "loadgen: --get: the template must be a path starting with / (got \"%s\")\n",
+                tpl);
+        return -1;
+    }
+    for (const unsigned char *p = (const unsigned char *)tpl; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            fprintf(stderr, "loadgen: --get: the template must be URL-encoded already (no "
+                            "spaces, control or non-ASCII bytes)\n");
+            return -1;
+        }
+    }
+    cfg.path = strdup(tpl);
+    return cfg.path ? 0 : -1;
 }
 
 /* ---- requests --------------------------------------------------------- */
 
-static char *build_body(long long i, size_t *len)
+static void recipient(long long i, char *to, size_t cap)
 {
-    char to[24], num[24], idem[320];
     unsigned long long v = cfg.to_base + (unsigned long long)(i % cfg.distinct);
-    snprintf(to, sizeof to, "+%0*llu", cfg.to_digits, v);
-    snprintf(num, sizeof num, "%lld", i);
+    snprintf(to, cap, "+%0*llu", cfg.to_digits, v);
+}
 
-    size_t plen = strlen(cfg.text_prefix);
-    size_t nlen = cfg.text_suffix ? strlen(num) : 0;
-    size_t slen = cfg.text_suffix ? strlen(cfg.text_suffix) : 0;
+/* the text of request i (malloc'ed) */
+static char *text_of(long long i)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", i);
+    const char *prefix = cfg.texts[i % cfg.ntexts].prefix;
+    const char *suffix = cfg.texts[i % cfg.ntexts].suffix;
+    size_t plen = strlen(prefix);
+    size_t nlen = suffix ? strlen(num) : 0;
+    size_t slen = suffix ? strlen(suffix) : 0;
     char *text = malloc(plen + nlen + slen + 1);
     if (text == NULL)
         return NULL;
-    memcpy(text, cfg.text_prefix, plen);
-    if (cfg.text_suffix) {
+    memcpy(text, prefix, plen);
+    if (suffix) {
         memcpy(text + plen, num, nlen);
-        memcpy(text + plen + nlen, cfg.text_suffix, slen);
+        memcpy(text + plen + nlen, suffix, slen);
     }
     text[plen + nlen + slen] = '\0';
+    return text;
+}
+
+/* Appends s percent-encoded (every byte but the unreserved ones) to b. */
+static int add_escaped(struct evbuffer *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~';
+        char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+        if ((plain ? evbuffer_add(b, p, 1) : evbuffer_add(b, e, 3)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --get: the template with {to}, {text}, {i} replaced (URL-encoded) into b */
+static int build_get_path(long long i, struct evbuffer *b)
+{
+    char to[24], num[24];
+    recipient(i, to, sizeof to);
+    snprintf(num, sizeof num, "%lld", i);
+    char *text = NULL;
+    int rc = 0;
+    for (const char *p = cfg.path; *p && rc == 0;) {
+        if (strncmp(p, "{to}", 4) == 0) {
+            rc = add_escaped(b, to);
+            p += 4;
+        } else if (strncmp(p, "{i}", 3) == 0) {
+            rc = add_escaped(b, num);
+            p += 3;
+        } else if (strncmp(p, "{text}", 6) == 0) {
+            if (text == NULL)
+                text = text_of(i);
+            rc = text ? add_escaped(b, text) : -1;
+            p += 6;
+        } else {
+            rc = evbuffer_add(b, p, 1);
+            p++;
+        }
+    }
+    free(text);
+    return rc;
+}
+
+/* --inbound: from=<to>&text=<text> into b */
+static int build_form(long long i, struct evbuffer *b)
+{
+    char to[24];
+    recipient(i, to, sizeof to);
+    char *text = text_of(i);
+    int rc = text != NULL && evbuffer_add(b, "from=", 5) == 0 && add_escaped(b, to) == 0 &&
+                     evbuffer_add(b, "&text=", 6) == 0 && add_escaped(b, text) == 0
+                 ? 0
+                 : -1;
+    free(text);
+    return rc;
+}
+
+static char *build_body(long long i, size_t *len)
+{
+    char to[24], idem[320];
+    recipient(i, to, sizeof to);
+    char *text = text_of(i);
+    if (text == NULL)
+        return NULL;
 
     json_t *o = json_object();
     char *out = NULL;
@@ -432,11 +603,16 @@ static void on_response(struct evhttp_request *req, void *arg)
     else
         st.status_other++;
 
-    if (code == 202) {
-        struct evbuffer *in = evhttp_request_get_input_buffer(req);
-        size_t len = evbuffer_get_length(in);
-        const char *body = (const char *)evbuffer_pullup(in, -1);
-        write_id(body ? body : "", body ? len : 0);
+    int ok = cfg.mode == MODE_API       ? code == 202
+             : cfg.mode == MODE_INBOUND ? code == 200
+                                        : code >= 200 && code < 300;
+    if (ok) {
+        if (cfg.mode != MODE_GET) {
+            struct evbuffer *in = evhttp_request_get_input_buffer(req);
+            size_t len = evbuffer_get_length(in);
+            const char *body = (const char *)evbuffer_pullup(in, -1);
+            write_id(body ? body : "", body ? len : 0);
+        }
         st.accepted++;
         w->cur = -1;
         worker_next(w);
@@ -479,25 +655,48 @@ static void send_current(struct worker *w)
         evhttp_connection_set_timeout(w->conn, REQUEST_TIMEOUT_S);
     }
 
-    size_t len = 0;
-    char *body = build_body(w->cur, &len);
-    struct evhttp_request *req = body ? evhttp_request_new(on_response, w) : NULL;
-    if (req == NULL) {
-        free(body);
+    struct evhttp_request *req = evhttp_request_new(on_response, w);
+    struct evbuffer *path = evbuffer_new();
+    int built = -1;
+    if (req != NULL && path != NULL) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        struct evbuffer *out = evhttp_request_get_output_buffer(req);
+        evhttp_add_header(h, "Host", cfg.host_hdr);
+        evhttp_add_header(h, "Connection", "keep-alive");
+        if (cfg.mode == MODE_API) {
+            size_t len = 0;
+            char *body = build_body(w->cur, &len);
+            char auth[1024];
+            snprintf(auth, sizeof auth, "Bearer %s", cfg.key);
+            evhttp_add_header(h, "Authorization", auth);
+            evhttp_add_header(h, "Content-Type", "application/json");
+            evhttp_add_header(h, "Accept", "application/json");
+            built = body != NULL && evbuffer_add(out, body, len) == 0 &&
+                            evbuffer_add(path, API_PATH, strlen(API_PATH)) == 0
+                        ? 0
+                        : -1;
+            free(body);
+        } else if (cfg.mode == MODE_INBOUND) {
+            evhttp_add_header(h, "Content-Type", "application/x-www-form-urlencoded");
+            built = build_form(w->cur, out) == 0 &&
+                            evbuffer_add(path, cfg.path, strlen(cfg.path)) == 0
+                        ? 0
+                        : -1;
+        } else {
+            built = build_get_path(w->cur, path);
+        }
+        if (built == 0)
+            built = evbuffer_add(path, "", 1); /* NUL-terminated */
+    }
+    if (built != 0) {
+        if (req != NULL)
+            evhttp_request_free(req);
+        if (path != NULL)
+            evbuffer_free(path);
         st.oom = 1;
         stop("out of memory");
         return;
     }
-    char auth[1024];
-    snprintf(auth, sizeof auth, "Bearer %s", cfg.key);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Host", cfg.host_hdr);
-    evhttp_add_header(h, "Authorization", auth);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Accept", "application/json");
-    evhttp_add_header(h, "Connection", "keep-alive");
-    evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
-    free(body);
 
     st.sent++;
     if (w->is_retry)
@@ -505,7 +704,11 @@ static void send_current(struct worker *w)
     w->is_retry = 0;
     w->inflight = 1;
     clock_gettime(CLOCK_MONOTONIC, &w->t0);
-    if (evhttp_make_request(w->conn, req, EVHTTP_REQ_POST, API_PATH) != 0) {
+    int sent = evhttp_make_request(w->conn, req,
+                                   cfg.mode == MODE_GET ? EVHTTP_REQ_GET : EVHTTP_REQ_POST,
+                                   (const char *)evbuffer_pullup(path, -1));
+    evbuffer_free(path);
+    if (sent != 0) {
         /* req has been freed by libevent. */
         if (w->inflight) {
             w->inflight = 0;
@@ -682,6 +885,9 @@ int main(int argc, char **argv)
         {"retry", no_argument, NULL, 'r'},
         {"max-seconds", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
+        {"texts-file", required_argument, NULL, 'T'},
+        {"inbound", required_argument, NULL, 'I'},
+        {"get", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -689,6 +895,8 @@ int main(int argc, char **argv)
     const char *key = NULL, *key_file = NULL;
     const char *to_base = "+33600000000";
     const char *text = "Bonjour, ceci est un test de charge Passerelle n\xc2\xb0%d";
+    const char *texts_file = NULL, *inbound_route = NULL, *get_tpl = NULL;
+    int text_given = 0;
     long long v;
 
     cfg.count = 10000;
@@ -734,6 +942,16 @@ int main(int argc, char **argv)
             break;
         case 'x':
             text = optarg;
+            text_given = 1;
+            break;
+        case 'T':
+            texts_file = optarg;
+            break;
+        case 'I':
+            inbound_route = optarg;
+            break;
+        case 'G':
+            get_tpl = optarg;
             break;
         case 'i':
             cfg.idem_prefix = optarg;
@@ -767,29 +985,52 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if ((key == NULL) == (key_file == NULL)) {
+    if (inbound_route != NULL && get_tpl != NULL) {
+        fprintf(stderr, "loadgen: give at most one of --inbound and --get\n");
+        return 2;
+    }
+    cfg.mode = inbound_route ? MODE_INBOUND : get_tpl ? MODE_GET : MODE_API;
+    if (cfg.mode == MODE_API && (key == NULL) == (key_file == NULL)) {
         fprintf(stderr, "loadgen: give exactly one of --key and --key-file\n");
         usage(stderr);
         return 2;
     }
+    if (cfg.mode != MODE_API && (key != NULL || key_file != NULL || cfg.idem_prefix != NULL)) {
+        fprintf(stderr, "loadgen: --key, --key-file and --idempotency-prefix are for the API\n");
+        return 2;
+    }
+    if (cfg.mode == MODE_GET && cfg.ids_out_path != NULL) {
+        fprintf(stderr, "loadgen: --ids-out does not go with --get (no id in the answers)\n");
+        return 2;
+    }
+    if (texts_file != NULL && text_given) {
+        fprintf(stderr, "loadgen: give at most one of --text and --texts-file\n");
+        return 2;
+    }
+    if (cfg.mode == MODE_INBOUND ? set_inbound_path(inbound_route) != 0
+        : cfg.mode == MODE_GET   ? set_get_template(get_tpl) != 0
+                                 : (cfg.path = strdup(API_PATH)) == NULL)
+        return 2;
     if (cfg.idem_prefix != NULL && (strlen(cfg.idem_prefix) == 0 || strlen(cfg.idem_prefix) > 256 ||
                                     !valid_utf8(cfg.idem_prefix))) {
         fprintf(stderr, "loadgen: --idempotency-prefix must be 1..256 bytes of UTF-8\n");
         return 2;
     }
-    if (parse_url(url) != 0 || parse_to_base(to_base) != 0 || check_to_range() != 0)
-        return 2;
-
-    cfg.key = key_file ? read_key_file(key_file) : strdup(key);
-    if (cfg.key == NULL)
-        return 2;
     int rc = 2;
-    if (!valid_key(cfg.key) || strlen(cfg.key) > 900) {
-        fprintf(stderr, "loadgen: the API key is empty, too long or has spaces/control bytes\n");
+    if (parse_url(url) != 0 || parse_to_base(to_base) != 0 || check_to_range() != 0)
         goto out_key;
+
+    if (cfg.mode == MODE_API) {
+        cfg.key = key_file ? read_key_file(key_file) : strdup(key);
+        if (cfg.key == NULL)
+            goto out_key;
+        if (!valid_key(cfg.key) || strlen(cfg.key) > 900) {
+            fprintf(stderr, "loadgen: the API key is empty, too long or has spaces/control bytes\n");
+            goto out_key;
+        }
     }
-    if (set_text(text) != 0)
-        goto out_key;
+    if (texts_file ? read_texts_file(texts_file) != 0 : add_text(text) != 0)
+        goto out_text;
     if (cfg.ids_out_path != NULL) {
         st.ids_out = fopen(cfg.ids_out_path, "w");
         if (st.ids_out == NULL) {
@@ -873,8 +1114,10 @@ out_events:
     if (st.ids_out != NULL)
         fclose(st.ids_out);
 out_text:
-    free((char *)cfg.text_prefix);
+    for (int k = 0; k < cfg.ntexts; k++)
+        free(cfg.texts[k].prefix);
 out_key:
     free(cfg.key);
+    free(cfg.path);
     return rc;
 }
