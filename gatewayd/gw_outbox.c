@@ -79,6 +79,14 @@ struct route {
     char last_error[160];
 };
 
+/* An accepted outcome still waiting in the writer's next batch (o->rec), by message id: a
+ * delivery report for it that arrives meanwhile rides on the same row (see host_dlr). */
+struct pending_rec {
+    int64_t id;
+    json_t *row; /* borrowed from o->rec */
+    UT_hash_handle hh;
+};
+
 struct enq_item {
     gw_enqueue_cb cb;
     void *arg;
@@ -108,6 +116,7 @@ struct gw_outbox {
 
     /* serial writer of outcomes and delivery reports */
     json_t *rec;
+    struct pending_rec *rec_by_id; /* accepted outcomes in rec */
     json_t *dlr;
     json_t *writing;     /* batch in flight (kept to retry after a failure) */
     const char *writing_sql;
@@ -378,6 +387,30 @@ static void writer_done(void *arg, PGresult *res, const char *err)
     check_drained(o);
 }
 
+/* The first n rows of o->rec leave for the database: reports can no longer ride on them. */
+static void pending_forget(struct gw_outbox *o, size_t n)
+{
+    if (n == json_array_size(o->rec)) {
+        struct pending_rec *p, *tmp;
+        HASH_ITER(hh, o->rec_by_id, p, tmp)
+        {
+            HASH_DEL(o->rec_by_id, p);
+            free(p);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *row = json_array_get(o->rec, i);
+        int64_t id = json_integer_value(json_object_get(row, "id"));
+        struct pending_rec *p;
+        HASH_FIND(hh, o->rec_by_id, &id, sizeof id, p);
+        if (p && p->row == row) {
+            HASH_DEL(o->rec_by_id, p);
+            free(p);
+        }
+    }
+}
+
 static void writer_flush(struct gw_outbox *o)
 {
     if (o->writing)
@@ -387,6 +420,9 @@ static void writer_flush(struct gw_outbox *o)
         return;
     o->writing_sql = src == &o->rec ? "SELECT * FROM gw_record($1::json)"
                                     : "SELECT * FROM gw_dlr($1::json)";
+    if (src == &o->rec)
+        pending_forget(o, json_array_size(o->rec) <= WRITE_MAX_BATCH ? json_array_size(o->rec)
+                                                                     : WRITE_MAX_BATCH);
     if (json_array_size(*src) <= WRITE_MAX_BATCH) {
         o->writing = *src;
         *src = json_array();
@@ -441,6 +477,19 @@ static void on_write_deferred(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     writer_flush(arg);
+}
+
+/* Something waits to be written. A busy writer takes it with its next batch; an idle one starts
+ * a batch WRITE_DEFER_US later rather than at once, so that a delivery report that follows its
+ * outcome closely (a fast provider, the simulator) finds the outcome still pending and rides on
+ * its row (see host_dlr). */
+#define WRITE_DEFER_US 1000
+static void writer_kick(struct gw_outbox *o)
+{
+    if (o->writing || evtimer_pending(o->ev_write, NULL))
+        return;
+    struct timeval tv = {0, WRITE_DEFER_US};
+    evtimer_add(o->ev_write, &tv);
 }
 
 /* ---------------------------------------------------------------- driver callbacks */
@@ -550,8 +599,20 @@ static void host_outcome(void *ctx, const struct prov_result *res)
         json_object_set_new(row, "error", json_string(errbuf));
     }
     json_array_append_new(o->rec, row);
+    if (res->outcome == PROV_ACCEPTED) {
+        struct pending_rec *p;
+        HASH_FIND(hh, o->rec_by_id, &f->id, sizeof f->id, p);
+        if (!p) {
+            p = calloc(1, sizeof *p);
+            if (!p)
+                abort();
+            p->id = f->id;
+            HASH_ADD(hh, o->rec_by_id, id, sizeof p->id, p);
+        }
+        p->row = row;
+    }
     free(f);
-    event_active(o->ev_write, EV_TIMEOUT, 0);
+    writer_kick(o);
     if (r->more_due && !o->draining)
         route_kick(r);
     check_drained(o);
@@ -562,6 +623,20 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
     struct route *r = ctx;
     struct gw_outbox *o = r->o;
     json_t *row;
+    if (d->msg_id > 0) {
+        /* Its accepted outcome has not left for the database yet: one row carries both (one
+         * update of the message instead of two). The report's route must be the sender's. */
+        struct pending_rec *p;
+        HASH_FIND(hh, o->rec_by_id, &d->msg_id, sizeof d->msg_id, p);
+        if (p && !strcmp(json_string_value(json_object_get(p->row, "route")), r->name)) {
+            json_object_set_new(p->row, "dlr", json_boolean(d->delivered));
+            if (d->detail)
+                json_object_set_new(p->row, "dlr_detail", json_string(d->detail));
+            HASH_DEL(o->rec_by_id, p); /* a second report goes its own way, after this one */
+            free(p);
+            return;
+        }
+    }
     if (d->msg_id > 0)
         row = json_pack("{s:I,s:s,s:b}", "id", (json_int_t)d->msg_id, "route", r->name,
                         "delivered", d->delivered);
@@ -573,7 +648,7 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
     if (d->detail)
         json_object_set_new(row, "detail", json_string(d->detail));
     json_array_append_new(o->dlr, row);
-    event_active(o->ev_write, EV_TIMEOUT, 0);
+    writer_kick(o);
 }
 
 struct inbound_ctx {
@@ -934,7 +1009,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
     o->rec = json_array();
     o->dlr = json_array();
     o->ev_enq = event_new(base, -1, 0, enq_flush, o);
-    o->ev_write = event_new(base, -1, 0, on_write_deferred, o);
+    o->ev_write = evtimer_new(base, on_write_deferred, o);
     o->ev_write_retry = evtimer_new(base, on_write_retry, o);
     o->ev_stats = event_new(base, -1, EV_PERSIST, on_stats, o);
     o->routes = calloc(cfg->nroutes, sizeof *o->routes);
@@ -1077,6 +1152,12 @@ void gw_outbox_free(struct gw_outbox *o)
         o->enq_items[i].cb(o->enq_items[i].arg, GW_EDOWN, 0, 0, NULL, 0, NULL);
     free(o->enq_items);
     json_decref(o->enq_rows);
+    struct pending_rec *p, *ptmp;
+    HASH_ITER(hh, o->rec_by_id, p, ptmp)
+    {
+        HASH_DEL(o->rec_by_id, p);
+        free(p);
+    }
     json_decref(o->rec);
     json_decref(o->dlr);
     json_decref(o->writing);
