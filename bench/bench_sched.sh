@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2119,SC2001 # bench_pg_start and bench_daemon_start take optional arguments
 # Scheduler benchmark (issue 5): one busy minute among a month of reminders. REMINDERS active
 # reminders spread over the next 30 days (half monthly RRULEs, half 'once', over BENCH_CONTACTS
 # residents, next occurrence precomputed in SQL the way the scheduler stores it) and BUSY
@@ -44,61 +45,26 @@ timeout=${BENCH_TIMEOUT:-900}
 for v in "$nrem" "$busy" "$batch" "$interval" "$ncontacts" "$nfirst" "$lead" "$timeout"; do
     case "$v" in '' | *[!0-9]*) echo "bench_sched: '$v' is not a number" >&2; exit 2 ;; esac
 done
-[ "$ncontacts" -gt 0 ] && [ "$busy" -gt 0 ] || { echo "bench_sched: BUSY and BENCH_CONTACTS must be > 0" >&2; exit 2; }
+if [ "$ncontacts" -le 0 ] || [ "$busy" -le 0 ]; then echo "bench_sched: BUSY and BENCH_CONTACTS must be > 0" >&2; exit 2; fi
 
-bash "$root/scripts/deps.sh" build runtime >/dev/null
-cmake -S "$root" -B "$root/build/release" -DCMAKE_BUILD_TYPE=Release -DPASSERELLE_TESTS=OFF >/dev/null
-cmake --build "$root/build/release" -j2 >/dev/null
-bin=$root/build/release
-
-tmp=$(mktemp -d /tmp/passerelle-bsched.XXXXXX)
-chmod 755 "$tmp"
-pgport=$((56900 + RANDOM % 500))
-port=$((18900 + RANDOM % 500))
-pgctl="$root/scripts/pgctl.sh"
-daemon=""
-cleanup() {
-    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
-    if [ -n "${BENCH_KEEP:-}" ]; then
-        echo "kept: scripts/pgctl.sh psql $tmp/pg $pgport bench   (stop: scripts/pgctl.sh stop $tmp/pg)" >&2
-        return
-    fi
-    bash "$pgctl" stop "$tmp/pg" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-bash "$pgctl" init "$tmp/pg" >/dev/null 2>&1
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_build gatewayd gatewayctl
+bench_setup passerelle-bsched
 # pg_stat_statements, inner statements of the plpgsql functions included (BENCH_DETAIL)
-printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n" \
-    >>"$tmp/pg/postgresql.conf"
-bash "$pgctl" start "$tmp/pg" "$pgport" >/dev/null 2>&1
+bench_pg_start "shared_preload_libraries = 'pg_stat_statements'" "pg_stat_statements.track = all"
 bash "$pgctl" createdb "$tmp/pg" "$pgport" bench >/dev/null 2>&1
-psqlq() { bash "$pgctl" psql "$tmp/pg" "$pgport" bench -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
 psqlq "CREATE EXTENSION pg_stat_statements" >/dev/null
 dbid=$(psqlq "SELECT oid FROM pg_database WHERE datname = 'bench'")
 
-cat >"$tmp/gw.ini" <<INI
-[gateway]
-listen = 127.0.0.1:$port
-[database]
-conninfo = $(bash "$pgctl" conninfo "$tmp/pg" "$pgport" bench)
-pool_size = 6
-[log]
-level = warn
-[outbox]
+bench_config "[outbox]
 batch_size = 2000
 poll_interval_ms = 200
 [scheduler]
 interval_ms = $interval
 batch_size = $batch
-[route sim]
-driver = sim
-concurrency = 5000
-latency_ms = 0
-dlr_delay_ms = 0
-INI
-"$bin/gatewayd/gatewayctl" --config "$tmp/gw.ini" migrate >/dev/null
-"$bin/gatewayd/gatewayctl" --config "$tmp/gw.ini" centre create bench --route "$route" >/dev/null 2>&1
+$BENCH_SIM_ROUTE"
+bench_centre "$route"
 centre=$(psqlq "SELECT id FROM centres WHERE name = 'bench'")
 psqlq "UPDATE centres SET settings = settings || '{\"quiet_start\":\"00:00\",\"quiet_end\":\"24:00\",\"quiet_sundays\":\"no\",\"quiet_holidays\":\"no\",\"daily_cap\":\"50\"}' WHERE id = $centre" >/dev/null
 tz=$(psqlq "SELECT timezone FROM centres WHERE id = $centre")
@@ -140,10 +106,7 @@ psqlq "ANALYZE reminders" >/dev/null
 s1=$(date +%s.%N)
 setup_s=$(python3 -c "print('%.1f' % ($s1 - $s0))")
 
-"$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>"$tmp/gw.log" &
-daemon=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-curl -fs "http://127.0.0.1:$port/healthz" >/dev/null || { echo "bench_sched: gatewayd did not start" >&2; cat "$tmp/gw.log" >&2; exit 1; }
+bench_daemon_start || { echo "bench_sched: gatewayd did not start" >&2; cat "$tmp/gw.log" >&2; exit 1; }
 
 # pg_stat_statements over the busy minute only: reset one second before it (slept in the
 # database: no client start-up time in between)
@@ -175,7 +138,7 @@ while :; do
     fi
     sleep 0.2
 done
-rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$daemon/status")
+rss=$(peak_rss_mb "$daemon")
 stats_busy=$(psqlq "SELECT f, calls, round(mean::numeric, 1), round(total::numeric), round((total * 1000 / $busy)::numeric, 1)
                       FROM (SELECT substring(query FROM 'gw_[a-z_]+') AS f, sum(calls) AS calls,
                                    sum(total_exec_time) / sum(calls) AS mean, sum(total_exec_time) AS total
@@ -219,7 +182,7 @@ for _ in $(seq $(( (interval * 5 / 1000 + 12) * 5 ))); do
 done
 [ -n "$alive" ] && alive="yes (a reminder due after the burst was materialised within ${alive}s of its time)" ||
     alive="NO: a reminder due after the burst was not materialised within $((interval * 5 / 1000 + 10))s (the scheduler's timer is no longer armed)"
-kill "$daemon"; wait "$daemon" || true; daemon=""
+bench_daemon_stop
 
 # The plans the claims use now that only the month's reminders are left (and the busy
 # occurrences of the week): each function called once, in a fresh session and a transaction
@@ -283,8 +246,7 @@ if [ "$nfirst" -gt 0 ]; then
     psqlq "ANALYZE reminders" >/dev/null
     psqlq "SELECT pg_stat_statements_reset()" >/dev/null
     f0=$(psqlq "SELECT extract(epoch FROM clock_timestamp())")
-    "$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>>"$tmp/gw.log" &
-    daemon=$!
+    bench_daemon_start append || true
     while :; do
         IFS='|' read -r el left < <(psqlq "SELECT round((extract(epoch FROM clock_timestamp()) - $f0) * 1000)::bigint,
             (SELECT count(*) FROM reminders WHERE created_by = 'bench-first' AND next_at IS NULL AND status = 'active')")
@@ -295,7 +257,7 @@ if [ "$nfirst" -gt 0 ]; then
         fi
         sleep 0.2
     done
-    rss2=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$daemon/status")
+    rss2=$(peak_rss_mb "$daemon")
     first_wrong=$(psqlq "SELECT count(*) FROM reminders WHERE created_by = 'bench-first'
                            AND (status <> 'active' OR next_at IS DISTINCT FROM start_local AT TIME ZONE '$tz')")
     stats_first=$(psqlq "SELECT f, calls, round(mean::numeric, 1), round(total::numeric), round((total * 1000 / $nfirst)::numeric, 1)
@@ -311,7 +273,7 @@ if [ "$nfirst" -gt 0 ]; then
                               FROM pg_stat_statements WHERE dbid = $dbid AND NOT toplevel
                              ORDER BY total_exec_time DESC LIMIT 6")
     fi
-    kill "$daemon"; wait "$daemon" || true; daemon=""
+    bench_daemon_stop
 fi
 
 # ---------------------------------------------------------------- idle ticks
@@ -319,8 +281,7 @@ fi
 psqlq "ANALYZE reminders" >/dev/null
 psqlq "ANALYZE reminder_occurrences" >/dev/null
 psqlq "ANALYZE deliveries" >/dev/null
-"$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>>"$tmp/gw.log" &
-daemon=$!
+bench_daemon_start append || true
 sleep 3
 psqlq "SELECT pg_stat_statements_reset()" >/dev/null
 sleep "${BENCH_IDLE:-10}"
@@ -337,7 +298,7 @@ if [ -n "${BENCH_DETAIL:-}" ]; then
                           FROM pg_stat_statements WHERE dbid = $dbid AND NOT toplevel
                          ORDER BY total_exec_time DESC LIMIT 3")
 fi
-kill "$daemon"; wait "$daemon" || true; daemon=""
+bench_daemon_stop
 
 # ---------------------------------------------------------------- figures
 echo "reminders $nrem + busy $busy over $ncontacts residents; batch_size $batch, interval_ms $interval, route $route; set-up ${setup_s}s"
@@ -391,3 +352,36 @@ done <<<"$stats_idle"
 if [ -n "$detail_idle" ]; then echo "  inner statements by total time:"; sed 's/^/    /' <<<"$detail_idle"; fi
 echo "daemon log lines (warn+): $(grep -c . "$tmp/gw.log" || true)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)" GiB"}' /proc/meminfo), $(uname -r); PostgreSQL $(psqlq 'show server_version'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${BENCH_RESULTS:-}" ]; then
+    python3 - "$BENCH_RESULTS" "$nrem" "$busy" "$batch" "$route" "${t_mat:-}" "${t_rel:-}" "${last_m:-}" \
+        "$nfirst" "${t_first:-}" "${alive%% *}" "$stats_idle" "$stalled" <<'PY'
+import sys
+out, nrem, busy, batch, route, mat, rel, late, nfirst, tfirst, alive, idle, stalled = sys.argv[1:14]
+busy, nfirst = int(busy), int(nfirst)
+f = lambda v: float(v) / 1000.0 if v not in ("", None) else None
+mat, rel, tfirst = f(mat), f(rel), f(tfirst)
+figs = []
+figs.append("%d due at once: all materialised %s, all in the outbox %s" % (
+    busy, "+%.1f s (%.0f/s)" % (mat, busy / mat) if mat else "never",
+    "+%.1f s (%.0f/s)" % (rel, busy / rel) if rel else "never"))
+if late:
+    figs.append("lateness of the last %s s" % late)
+if nfirst:
+    figs.append("%d first occurrences (fresh daemon) %s" % (
+        nfirst, "%.1f s (%.0f/s)" % (tfirst, nfirst / tfirst) if tfirst else "not finished"))
+ticks = {}
+for line in idle.splitlines():
+    p = line.split("|")
+    if len(p) >= 3 and p[0]:
+        ticks[p[0]] = p[2]
+if ticks:
+    figs.append("idle tick " + " + ".join("%s %s ms" % (k.replace("gw_", "").replace("_claim", ""), v)
+                                           for k, v in sorted(ticks.items())))
+figs.append("alive after the burst: %s" % (alive or "?").lower().rstrip(":"))
+if stalled:
+    figs.append("STALLED: " + stalled)
+with open(out, "a") as fh:
+    fh.write("scheduler materialisation (gatewayd)\t%s reminders in the month + %d due in one minute, "
+             "batch %s, route %s\t%s\n" % (nrem, busy, batch, route, "; ".join(figs)))
+PY
+fi
