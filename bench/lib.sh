@@ -11,12 +11,14 @@
 #   bench_pg_start                              # cluster in $tmp/pg; psqlq "SQL"
 #   bench_db_fresh; bench_config "<extra ini>"; bench_centre sim; bench_daemon_start
 #
-# Environment: BENCH_BUILD_DIR (build/bench), BENCH_RESULTS (a file: each script appends
+# Environment: BENCH_BUILD_DIR (build/bench), BENCH_REV (build that commit, exported with
+# `git archive` into BENCH_BUILD_DIR-REV/src, instead of the work tree: other people's
+# unfinished edits in a shared work tree then neither break nor colour the figures), BENCH_RESULTS (a file: each script appends
 # its table rows there, see bench_row), BENCH_KEEP=1 (leave the cluster running).
 
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 pgctl="$root/scripts/pgctl.sh"
-tmp="" port="" pgport="" daemon="" bin=""
+tmp="" port="" pgport="" daemon="" bin="" bench_commit=""
 bench_pids=()
 
 # Release build of the given targets in BENCH_BUILD_DIR (build/bench, with the test peers
@@ -28,7 +30,18 @@ bench_build() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q libcmocka-dev >/dev/null
     fi
     bin=${BENCH_BUILD_DIR:-$root/build/bench}
-    cmake -S "$root" -B "$bin" -DCMAKE_BUILD_TYPE=Release -DPASSERELLE_TESTS=ON >/dev/null
+    local src=$root rev
+    if [ -n "${BENCH_REV:-}" ]; then
+        rev=$(git -C "$root" rev-parse --short "${BENCH_REV}^{commit}")
+        bin=$bin-$rev
+        src=$bin/src
+        if [ ! -f "$src/CMakeLists.txt" ]; then
+            rm -rf "$src" && mkdir -p "$src"
+            git -C "$root" archive "$rev" | tar -x -C "$src"
+        fi
+        bench_commit=$rev
+    fi
+    cmake -S "$src" -B "$bin" -DCMAKE_BUILD_TYPE=Release -DPASSERELLE_TESTS=ON >/dev/null
     cmake --build "$bin" -j2 --target "$@" >/dev/null
 }
 
@@ -165,8 +178,11 @@ bench_machine() {
     mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
     if [ -n "$tmp" ] && [ -S "$tmp/pg/run/.s.PGSQL.$pgport" ]; then pg=$(pg_version 2>/dev/null || true); fi
     [ -n "$pg" ] || pg=$(cd /usr/lib/postgresql 2>/dev/null && printf '%s\n' * | sort -V | tail -n1)
-    commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    if ! git -C "$root" diff --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
+    commit=$bench_commit
+    if [ -z "$commit" ]; then
+        commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        if ! git -C "$root" diff --quiet HEAD -- 2>/dev/null; then commit="$commit + uncommitted changes"; fi
+    fi
     echo "${cpu:-unknown CPU}, $(nproc) cores, $mem RAM, Linux $(uname -r), PostgreSQL ${pg:-?}, commit $commit, load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
