@@ -4,17 +4,20 @@
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_http.h"
+#include "gw_limit.h"
 #include "gw_log.h"
 #include "gw_outbox.h"
 #include "gw_util.h"
 #include "prov_phone.h"
 #include "prov_text.h"
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 /* Recently normalised numbers. libphonenumber's parse and validation run ICU regular
@@ -34,6 +37,9 @@ struct gw_api {
     struct gw_auth *auth;
     struct gw_outbox *outbox;
     const struct gw_config *cfg;
+    struct gw_limit *key_rate; /* sends per second per key (its public prefix) */
+    int key_rate_per_s;
+    uint64_t key_limited;
 };
 
 static int normalize_phone(struct gw_api *api, const char *in, char *out, size_t outlen)
@@ -128,6 +134,37 @@ static int api_normalize(void *arg, const char *in, char *out, size_t outlen)
     return normalize_phone(arg, in, out, outlen);
 }
 
+/* The per-key limit of sends (the key authenticated: its prefix names it). Returns 1 after
+ * answering 429. */
+static int key_limited(struct call *c)
+{
+    struct gw_api *api = c->api;
+    if (api->key_rate_per_s <= 0)
+        return 0;
+    const char *authz = gw_http_header(c->req, "Authorization");
+    char prefix[GW_KEY_PREFIX_LEN];
+    uint8_t hash[GW_KEY_HASH_LEN];
+    if (!authz || strncmp(authz, "Bearer ", 7) != 0 ||
+        gw_auth_key_parse(authz + 7, prefix, hash) != GW_OK)
+        return 0; /* cannot happen once authenticated */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double wait;
+    if (gw_limit_take(api->key_rate, prefix, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
+                      &wait))
+        return 0;
+    api->key_limited++;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", (int)wait + 1);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", ra);
+    gw_http_error(c->req, 429, "rate_limited",
+                  "this API key may send %d messages a second; the message was not accepted, "
+                  "send it again in %s s",
+                  api->key_rate_per_s, ra);
+    call_free(c);
+    return 1;
+}
+
 static void post_authed(void *arg, int rc, int64_t centre_id)
 {
     struct call *c = arg;
@@ -136,6 +173,8 @@ static void post_authed(void *arg, int rc, int64_t centre_id)
         return;
     }
     c->centre_id = centre_id;
+    if (key_limited(c))
+        return;
     const char *code;
     char msg[512];
     int st = gw_send_parse(c->body, c->body_len, c->api->cfg, api_normalize, c->api,
@@ -329,13 +368,32 @@ struct gw_api *gw_api_new(struct gw_http *http, struct gw_db *db, struct gw_auth
     api->auth = auth;
     api->outbox = outbox;
     api->cfg = cfg;
+    api->key_rate = gw_limit_new(0, 1);
     gw_http_route(http, EVHTTP_REQ_POST | EVHTTP_REQ_GET, "/api/v1/messages", GW_HTTP_EXACT,
                   on_messages, api);
     gw_http_route(http, EVHTTP_REQ_GET, "/api/v1/messages/", GW_HTTP_PREFIX, on_message, api);
     return api;
 }
 
+void gw_api_set_key_rate(struct gw_api *api, int per_second)
+{
+    api->key_rate_per_s = per_second > 0 ? per_second : 0;
+    gw_limit_set(api->key_rate, api->key_rate_per_s, 2.0 * api->key_rate_per_s);
+}
+
+void gw_api_metrics(const struct gw_api *api, struct evbuffer *out)
+{
+    evbuffer_add_printf(out,
+                        "# HELP passerelle_api_key_rate_limited_total Sends answered 429 by the "
+                        "per-key limit (key_rate).\n"
+                        "# TYPE passerelle_api_key_rate_limited_total counter\n"
+                        "passerelle_api_key_rate_limited_total %llu\n",
+                        (unsigned long long)api->key_limited);
+}
+
 void gw_api_free(struct gw_api *api)
 {
+    if (api)
+        gw_limit_free(api->key_rate);
     free(api);
 }

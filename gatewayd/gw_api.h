@@ -17,6 +17,11 @@ struct gw_api;
 
 struct gw_api *gw_api_new(struct gw_http *http, struct gw_db *db, struct gw_auth *auth,
                           struct gw_outbox *outbox, const struct gw_config *cfg);
+/* Sends per second allowed per API key (burst: two seconds' worth); 0 = no limit. Beyond it
+ * POST /api/v1/messages answers 429 rate_limited with Retry-After. */
+void gw_api_set_key_rate(struct gw_api *api, int per_second);
+struct evbuffer;
+void gw_api_metrics(const struct gw_api *api, struct evbuffer *out);
 void gw_api_free(struct gw_api *api);
 
 #endif

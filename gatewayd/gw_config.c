@@ -197,6 +197,24 @@ static int handler(void *user, const char *section, const char *key, const char 
         } else if (!strcmp(key, "transliterate")) {
             if (parse_bool(value, &c->transliterate) < 0)
                 ERR("transliterate must be yes or no");
+        } else if (!strcmp(key, "max_connections")) {
+            if (parse_int(value, 1, 1000000, &c->max_connections) < 0)
+                ERR("max_connections must be between 1 and 1000000");
+        } else if (!strcmp(key, "max_connections_per_address")) {
+            if (parse_int(value, 1, 1000000, &c->max_connections_per_address) < 0)
+                ERR("max_connections_per_address must be between 1 and 1000000");
+        } else if (!strcmp(key, "address_rate")) {
+            if (parse_int(value, 0, 1000000, &c->address_rate) < 0)
+                ERR("address_rate must be a number of requests per second between 0 (no "
+                    "limit) and 1000000");
+        } else if (!strcmp(key, "rate_exempt")) {
+            if (*value && gw_addr_list_check(value) < 0)
+                ERR("rate_exempt must list IPv4/IPv6 addresses or IPv4 CIDRs, comma-separated");
+            set_str(&c->rate_exempt, value);
+        } else if (!strcmp(key, "key_rate")) {
+            if (parse_int(value, 0, 1000000, &c->key_rate) < 0)
+                ERR("key_rate must be a number of sends per second between 0 (no limit) and "
+                    "1000000");
         } else {
             ERR("unknown key '%s' in [gateway]", key);
         }
@@ -313,6 +331,11 @@ static void defaults(struct gw_config *c)
     c->default_region = xstrdup("FR");
     c->max_segments = 6;
     c->transliterate = 1;
+    c->max_connections = 1024;
+    c->max_connections_per_address = 256;
+    c->address_rate = 50;
+    c->rate_exempt = xstrdup("127.0.0.1,::1");
+    c->key_rate = 0;
     c->db_conninfo = xstrdup("dbname=passerelle");
     c->db_pool_size = 4;
     c->log_json = 0;
@@ -436,6 +459,7 @@ void gw_config_free(struct gw_config *c)
     free(c->default_region);
     free(c->db_conninfo);
     free(c->ops_token);
+    free(c->rate_exempt);
     free(c->ussd_token);
     free(c->admin_www_dir);
     free(c->ussd_field_session);

@@ -35,6 +35,11 @@ struct gw_config {
     int max_segments;
     int transliterate;
     char *ops_token; /* bearer token of the /ops/ endpoints (gatewayctl); NULL = disabled */
+    int max_connections;             /* HTTP connections served at once */
+    int max_connections_per_address; /* … from one client address */
+    int address_rate;  /* requests/s per client address on the public endpoints, 0 = no limit */
+    char *rate_exempt; /* addresses / IPv4 CIDRs the per-address limits do not apply to */
+    int key_rate;      /* sends/s per API key, 0 = no limit */
     /* [database] */
     char *db_conninfo;
     int db_pool_size;

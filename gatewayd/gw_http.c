@@ -1,5 +1,6 @@
 /* gw_http — see gw_http.h. */
 #include "gw_http.h"
+#include "gw_limit.h"
 #include "gw_log.h"
 #include "gw_util.h"
 
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <uthash.h>
 
 struct route {
     int methods;
@@ -22,6 +25,23 @@ struct route {
     void *arg;
 };
 
+/* A client connection, from its first request until it closes (evhttp has no hook at accept
+ * time in libevent 2.1: a connection counts once it has sent a request's headers; one that
+ * never does is closed by the read timeout). */
+struct conn {
+    struct evhttp_connection *evcon; /* the key */
+    struct gw_http *h;
+    struct peer *peer;
+    UT_hash_handle hh;
+};
+
+/* Open connections by client address. */
+struct peer {
+    int conns;
+    UT_hash_handle hh;
+    char addr[]; /* the key */
+};
+
 struct gw_http {
     struct event_base *base;
     struct evhttp *http;
@@ -29,7 +49,143 @@ struct gw_http {
     size_t max_body;
     struct route *routes;
     size_t nroutes;
+    struct gw_http_limits lim;
+    char *exempt;
+    struct gw_limit *addr_rate;
+    struct conn *conns;
+    struct peer *peers;
+    int nconns;
+    uint64_t refused_conns, rate_limited;
 };
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct gw_http *h = arg;
+    struct conn *c;
+    HASH_FIND_PTR(h->conns, &evcon, c);
+    if (!c)
+        return; /* evhttp may call this more than once */
+    HASH_DEL(h->conns, c);
+    h->nconns--;
+    if (--c->peer->conns == 0) {
+        HASH_DEL(h->peers, c->peer);
+        free(c->peer);
+    }
+    free(c);
+}
+
+static int exempt(const struct gw_http *h, const char *addr)
+{
+    return h->exempt && *h->exempt && gw_addr_in_list(h->exempt, addr) == 1;
+}
+
+/* Count the request's connection when it is new. Returns 0, or -1 after answering 503 (the
+ * connection is then closed after the answer). */
+static int conn_admit(struct gw_http *h, struct evhttp_request *req, const char **addr_out)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    *addr_out = "";
+    if (!evcon)
+        return 0;
+    struct conn *c;
+    HASH_FIND_PTR(h->conns, &evcon, c);
+    if (c) {
+        *addr_out = c->peer->addr;
+        return 0;
+    }
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &addr, &port);
+    const char *a = addr ? addr : "";
+    struct peer *p;
+    HASH_FIND_STR(h->peers, a, p);
+    int over = h->nconns >= h->lim.max_connections;
+    if (!over && p && !exempt(h, a) && p->conns >= h->lim.max_connections_per_address)
+        over = 2;
+    if (over) {
+        h->refused_conns++;
+        gw_warn("http", "refused a connection from %s: %s (%d open)", a,
+                over == 1 ? "max_connections reached" : "max_connections_per_address reached",
+                over == 1 ? h->nconns : p->conns);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+        gw_http_error(req, 503, "too_many_connections",
+                      "too many open connections%s; try again in a few seconds",
+                      over == 1 ? "" : " from your address");
+        return -1;
+    }
+    if (!p) {
+        size_t len = strlen(a);
+        p = calloc(1, sizeof *p + len + 1);
+        if (!p)
+            abort();
+        memcpy(p->addr, a, len + 1);
+        HASH_ADD_KEYPTR(hh, h->peers, p->addr, len, p);
+    }
+    c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->evcon = evcon;
+    c->h = h;
+    c->peer = p;
+    p->conns++;
+    h->nconns++;
+    HASH_ADD_PTR(h->conns, evcon, c);
+    evhttp_connection_set_closecb(evcon, conn_closed, h);
+    *addr_out = p->addr;
+    return 0;
+}
+
+/* The endpoints anyone can reach without an operator token: each client address gets
+ * address_rate requests a second (burst: two seconds' worth). */
+static int public_path(const char *path)
+{
+    static const char *const prefixes[] = {"/api/", "/ussd/", "/providers/",
+                                           "/admin/api/login"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (!strncmp(path, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    return 0;
+}
+
+void gw_http_set_limits(struct gw_http *h, const struct gw_http_limits *lim)
+{
+    h->lim = *lim;
+    if (h->lim.max_connections < 1)
+        h->lim.max_connections = 1;
+    if (h->lim.max_connections_per_address < 1)
+        h->lim.max_connections_per_address = 1;
+    free(h->exempt);
+    h->exempt = lim->rate_exempt ? strdup(lim->rate_exempt) : NULL;
+    h->lim.rate_exempt = NULL;
+    gw_limit_set(h->addr_rate, lim->address_rate, 2.0 * lim->address_rate);
+}
+
+void gw_http_metrics(const struct gw_http *h, struct evbuffer *out)
+{
+    evbuffer_add_printf(out,
+                        "# HELP passerelle_http_connections Client connections open (counted "
+                        "from their first request).\n"
+                        "# TYPE passerelle_http_connections gauge\n"
+                        "passerelle_http_connections %d\n"
+                        "# HELP passerelle_http_connections_refused_total Connections answered "
+                        "503 too_many_connections.\n"
+                        "# TYPE passerelle_http_connections_refused_total counter\n"
+                        "passerelle_http_connections_refused_total %llu\n"
+                        "# HELP passerelle_http_rate_limited_total Requests answered 429 by the "
+                        "per-address limit of the public endpoints.\n"
+                        "# TYPE passerelle_http_rate_limited_total counter\n"
+                        "passerelle_http_rate_limited_total %llu\n",
+                        h->nconns, (unsigned long long)h->refused_conns,
+                        (unsigned long long)h->rate_limited);
+}
 
 static uint64_t status_counts[600];
 
@@ -157,6 +313,21 @@ static void on_request(struct evhttp_request *req, void *arg)
         gw_http_error(req, 400, "bad_request", "malformed request URI");
         return;
     }
+    const char *addr;
+    if (conn_admit(h, req, &addr) < 0)
+        return;
+    double wait;
+    if (public_path(path) && !exempt(h, addr) &&
+        !gw_limit_take(h->addr_rate, addr, mono_now(), &wait)) {
+        h->rate_limited++;
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", (int)wait + 1);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+        gw_http_error(req, 429, "rate_limited",
+                      "more than %d requests a second from your address; retry in %s s",
+                      h->lim.address_rate, ra);
+        return;
+    }
     int path_matched = 0;
     int cmd = (int)evhttp_request_get_command(req);
     for (size_t i = 0; i < h->nroutes; i++) {
@@ -185,6 +356,9 @@ struct gw_http *gw_http_new(struct event_base *base, size_t max_body)
         abort();
     h->base = base;
     h->max_body = max_body;
+    h->addr_rate = gw_limit_new(0, 1);
+    h->lim = (struct gw_http_limits){.max_connections = 1024,
+                                     .max_connections_per_address = 1024};
     h->http = evhttp_new(base);
     if (!h->http)
         abort();
@@ -247,7 +421,14 @@ void gw_http_free(struct gw_http *h)
 {
     if (!h)
         return;
-    evhttp_free(h->http);
+    evhttp_free(h->http); /* closes the connections: conn_closed empties h->conns */
+    struct conn *c, *ctmp;
+    HASH_ITER(hh, h->conns, c, ctmp)
+    {
+        conn_closed(c->evcon, h);
+    }
+    gw_limit_free(h->addr_rate);
+    free(h->exempt);
     for (size_t i = 0; i < h->nroutes; i++)
         free(h->routes[i].path);
     free(h->routes);

@@ -25,6 +25,20 @@ typedef void (*gw_http_fn)(struct evhttp_request *req, void *arg, const char *ta
 enum { GW_HTTP_EXACT = 0, GW_HTTP_PREFIX = 1 };
 
 struct gw_http *gw_http_new(struct event_base *base, size_t max_body);
+
+/* Connection and per-address limits ([gateway] in the configuration). Beyond max_connections
+ * (or max_connections_per_address from one client address) a new connection's first request
+ * gets 503 too_many_connections and the connection is closed. The public endpoints (/api/,
+ * /ussd/, /providers/, /admin/api/login) allow address_rate requests a second per client
+ * address (0 = no limit), then 429 rate_limited with Retry-After. Addresses in rate_exempt
+ * (copied) escape both per-address limits. May be called again (SIGHUP). */
+struct gw_http_limits {
+    int max_connections, max_connections_per_address, address_rate;
+    const char *rate_exempt;
+};
+void gw_http_set_limits(struct gw_http *h, const struct gw_http_limits *lim);
+struct evbuffer;
+void gw_http_metrics(const struct gw_http *h, struct evbuffer *out);
 int gw_http_listen(struct gw_http *h, const char *host, int port, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* methods: a mask of EVHTTP_REQ_GET | EVHTTP_REQ_POST | … */

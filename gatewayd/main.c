@@ -120,6 +120,8 @@ static void on_metrics(struct evhttp_request *req, void *arg, const char *tail)
     gw_admin_metrics(d->admin, out);
     gw_partners_metrics(d->partners, out);
     gw_events_metrics(d->events, out);
+    gw_http_metrics(d->http, out);
+    gw_api_metrics(d->api, out);
     gw_metric_head(out, "passerelle_http_responses_total", "counter", "HTTP replies by status.");
     for (int st = 100; st < 600; st++) {
         uint64_t n = gw_http_count(st);
@@ -271,6 +273,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     gw_outbox_drain(d->outbox, drained, d);
 }
 
+/* The [gateway] connection and rate limits (at start and on SIGHUP). */
+static void apply_http_limits(struct daemon *d, const struct gw_config *c)
+{
+    struct gw_http_limits lim = {
+        .max_connections = c->max_connections,
+        .max_connections_per_address = c->max_connections_per_address,
+        .address_rate = c->address_rate,
+        .rate_exempt = c->rate_exempt,
+    };
+    gw_http_set_limits(d->http, &lim);
+    gw_api_set_key_rate(d->api, c->key_rate);
+}
+
 /* SIGHUP: read the configuration again and apply what can change without dropping anything:
  * the log format and level, and each route's rate and concurrency. Adding or removing routes,
  * the listener, the database and the rest need a restart (said in the log). */
@@ -288,6 +303,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         return;
     }
     gw_log_setup(n->log_json, (enum gw_log_level)n->log_level);
+    apply_http_limits(d, n);
     for (size_t i = 0; i < n->nroutes; i++) {
         const struct gw_route_conf *r = &n->routes[i];
         if (gw_outbox_set_limits(d->outbox, r->name, r->rate, r->concurrency) != GW_OK)
@@ -297,7 +313,9 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
         if (!gw_config_route(n, d->cfg->routes[i].name))
             gw_warn("gatewayd", "SIGHUP: route %s was removed: restart to remove it",
                     d->cfg->routes[i].name);
-    gw_info("gatewayd", "SIGHUP: configuration reloaded (log level, route limits)");
+    gw_info("gatewayd",
+            "SIGHUP: configuration reloaded (log level, route limits, connection and rate "
+            "limits)");
     gw_config_free(n);
     sd_notify(0, "READY=1");
 }
@@ -395,6 +413,7 @@ static int run(struct gw_config *cfg)
     d.http = gw_http_new(d.base, cfg->max_body_bytes);
     d.auth = gw_auth_new(d.db);
     d.api = gw_api_new(d.http, d.db, d.auth, d.outbox, cfg);
+    apply_http_limits(&d, cfg);
     d.flows = gw_flows_new(d.base, d.db, d.outbox, cfg, d.http);
     d.sched = gw_sched_new(d.base, d.db, cfg);
     d.admin = gw_admin_new(d.base, d.db, d.outbox, d.flows, cfg, d.http);

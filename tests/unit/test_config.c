@@ -47,6 +47,11 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(c->lease_seconds, 60);
     assert_int_equal(c->max_attempts, 8);
     assert_true(c->max_body_bytes == 65536);
+    assert_int_equal(c->max_connections, 1024);
+    assert_int_equal(c->max_connections_per_address, 256);
+    assert_int_equal(c->address_rate, 50);
+    assert_string_equal(c->rate_exempt, "127.0.0.1,::1");
+    assert_int_equal(c->key_rate, 0);
     assert_non_null(c->node_id);
     assert_int_equal((int)c->nroutes, 1);
     assert_int_equal(c->routes[0].concurrency, 100);
@@ -114,6 +119,10 @@ static void test_errors_name_the_line(void **state)
     parse_err("[route sim]\ndriver = sim\nconcurrency = 0\n", "concurrency");
     parse_err("[route b@d]\ndriver = sim\n", "route name");
     parse_err("[gateway]\nlisten = 1.2.3.4:99999\n[route sim]\ndriver=sim\n", "listen");
+    parse_err("[gateway]\nmax_connections = 0\n[route sim]\ndriver=sim\n", "max_connections");
+    parse_err("[gateway]\naddress_rate = -1\n[route sim]\ndriver=sim\n", "address_rate");
+    parse_err("[gateway]\nkey_rate = lots\n[route sim]\ndriver=sim\n", "key_rate");
+    parse_err("[gateway]\nrate_exempt = localhost\n[route sim]\ndriver=sim\n", "rate_exempt");
 }
 
 static void test_whole_file_checks(void **state)
