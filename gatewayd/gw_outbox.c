@@ -44,6 +44,8 @@ struct inflight {
     int64_t started_ms; /* wall clock, for the attempts table */
     int64_t t0_us;      /* monotonic, for the latency histogram */
     struct route *route;
+    int early_dlr;      /* a delivery report came before the send's answer: 1 delivered, 2 not */
+    char *early_detail;
     UT_hash_handle hh;
 };
 
@@ -599,7 +601,12 @@ static void host_outcome(void *ctx, const struct prov_result *res)
         json_object_set_new(row, "error", json_string(errbuf));
     }
     json_array_append_new(o->rec, row);
-    if (res->outcome == PROV_ACCEPTED) {
+    if (res->outcome == PROV_ACCEPTED && f->early_dlr) {
+        /* the report that overtook this answer rides on it, as in host_dlr */
+        json_object_set_new(row, "dlr", json_boolean(f->early_dlr == 1));
+        if (f->early_detail)
+            json_object_set_new(row, "dlr_detail", json_string(f->early_detail));
+    } else if (res->outcome == PROV_ACCEPTED) {
         struct pending_rec *p;
         HASH_FIND(hh, o->rec_by_id, &f->id, sizeof f->id, p);
         if (!p) {
@@ -610,7 +617,12 @@ static void host_outcome(void *ctx, const struct prov_result *res)
             HASH_ADD(hh, o->rec_by_id, id, sizeof p->id, p);
         }
         p->row = row;
+    } else if (f->early_dlr) {
+        /* not accepted after all (the answer was lost): the resend gets a report of its own */
+        gw_info(r->name, "delivery report for message %lld dropped: its send ended %s",
+                (long long)f->id, outcome);
     }
+    free(f->early_detail);
     free(f);
     writer_kick(o);
     if (r->more_due && !o->draining)
@@ -623,6 +635,20 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
     struct route *r = ctx;
     struct gw_outbox *o = r->o;
     json_t *row;
+    if (d->msg_id > 0) {
+        /* The report overtook the provider's answer to the send (a slow answer, a report sent
+         * at once): the message is still in flight here, and in the database it is not 'sent'
+         * yet, so gw_dlr would drop the report and the message would stay 'sent' for ever.
+         * Keep it with the send until its outcome comes. */
+        struct inflight *f;
+        HASH_FIND(hh, o->inflight, &d->msg_id, sizeof d->msg_id, f);
+        if (f && f->route == r) {
+            f->early_dlr = d->delivered ? 1 : 2;
+            free(f->early_detail);
+            f->early_detail = d->detail ? strdup(d->detail) : NULL;
+            return;
+        }
+    }
     if (d->msg_id > 0) {
         /* Its accepted outcome has not left for the database yet: one row carries both (one
          * update of the message instead of two). The report's route must be the sender's. */
@@ -1146,6 +1172,7 @@ void gw_outbox_free(struct gw_outbox *o)
     HASH_ITER(hh, o->inflight, f, tmp)
     {
         HASH_DEL(o->inflight, f);
+        free(f->early_detail);
         free(f);
     }
     for (size_t i = 0; i < o->enq_n; i++)
