@@ -47,9 +47,7 @@
 
 static const char *opt_config, *opt_url, *opt_key;
 
-static void usage(FILE *f)
-{
-    fprintf(f,
+static const char USAGE[] =
             "usage: gatewayctl [--config FILE] [--url URL] [--key KEY] COMMAND …\n"
             "\n"
             "set-up (database, needs --config):\n"
@@ -74,6 +72,8 @@ static void usage(FILE *f)
             "  staff create CENTRE LOGIN [--role admin|referent|staff|viewer] [--name N]\n"
             "           [--password-file F]     an admin UI account (prints a generated password\n"
             "                                   once when no file is given)\n"
+            "  admin create CENTRE LOGIN [--name N] [--password-file F]   the centre's first\n"
+            "                                   admin account (= staff create … --role admin)\n"
             "  staff password LOGIN [--password-file F]   new password; ends its sessions\n"
             "  staff disable LOGIN | staff list CENTRE\n"
             "  resident export CENTRE PHONE     everything stored about that number (JSON)\n"
@@ -104,7 +104,43 @@ static void usage(FILE *f)
             "                                   follow message state changes live (operator\n"
             "                                   token); reconnects by itself; Ctrl-C stops\n"
             "\n"
-            "  --version, --help\n");
+            "  --version, --help                COMMAND --help: that command's lines\n"
+            "  man gatewayctl                   the whole manual\n";
+
+static void usage(FILE *f)
+{
+    fputs(USAGE, f);
+}
+
+/* `gatewayctl COMMAND … --help`: the lines of the usage about COMMAND (a line that starts
+ * with "  COMMAND " and the indented lines that go on from it). Returns 0, or 2 for a
+ * command the usage does not know. */
+static int command_help(const char *cmd)
+{
+    size_t n = strlen(cmd);
+    int found = 0, in = 0;
+    for (const char *l = USAGE; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        int starts = len > n + 2 && !strncmp(l, "  ", 2) && !strncmp(l + 2, cmd, n) &&
+                     (l[n + 2] == ' ' || l[n + 2] == '|');
+        int goes_on = in && len > 4 && !strncmp(l, "    ", 4);
+        in = starts || goes_on;
+        if (in) {
+            if (!found)
+                printf("usage: gatewayctl [--config FILE] [--url URL] [--key KEY] …\n");
+            found = 1;
+            printf("%.*s\n", (int)len, l);
+        }
+        l += len + (e ? 1 : 0);
+    }
+    if (!found) {
+        fprintf(stderr, "gatewayctl: unknown command '%s' (see gatewayctl --help)\n", cmd);
+        return 2;
+    }
+    printf("(exit codes: 0 ok, 1 failure, 2 usage error, 3 not found, 4 not supported; "
+           "man gatewayctl)\n");
+    return 0;
 }
 
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -1590,6 +1626,9 @@ int main(int argc, char **argv)
     const char *cmd = argv[optind];
     int n = argc - optind - 1;
     char **rest = argv + optind + 1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(rest[i], "--help") || !strcmp(rest[i], "-h"))
+            return command_help(!strcmp(cmd, "audit") ? "audit" : cmd);
     if (!strcmp(cmd, "migrate")) {
         struct gw_config *cfg = load_config();
         gw_log_setup(0, GW_LOG_INFO);
@@ -1610,6 +1649,22 @@ int main(int argc, char **argv)
         return cmd_reminder(n, rest);
     if (!strcmp(cmd, "staff"))
         return cmd_staff(n, rest);
+    if (!strcmp(cmd, "admin")) {
+        /* admin create CENTRE LOGIN … = staff create CENTRE LOGIN --role admin … */
+        if (n < 3 || strcmp(rest[0], "create"))
+            die(2, "admin: expected create CENTRE LOGIN [--name N] [--password-file F]");
+        char **args = calloc((size_t)n + 3, sizeof *args);
+        if (!args)
+            die(1, "out of memory");
+        for (int i = 0; i < n; i++)
+            args[i] = rest[i];
+        for (int i = 3; i < n; i++)
+            if (!strcmp(rest[i], "--role"))
+                die(2, "admin create: the role is admin (use staff create for another role)");
+        args[n] = "--role";
+        args[n + 1] = "admin";
+        return cmd_staff(n + 2, args);
+    }
     if (!strcmp(cmd, "resident") || !strcmp(cmd, "audit"))
         return cmd_rgpd(cmd, n, rest);
     if (!strcmp(cmd, "partner"))

@@ -28,6 +28,7 @@ PGDIR=$VAR/pg
 DEMO=$VAR/demo
 INI=$DEMO/gatewayd.ini
 KEYFILE=$DEMO/api-key
+ADMINFILE=$DEMO/admin-login # two lines: login, password
 PIDFILE=$DEMO/gatewayd.pid
 CENTRE="Centre social démo"
 JOBS=2
@@ -254,6 +255,31 @@ else
 fi
 API_KEY=$(cat "$KEYFILE")
 
+# The admin UI's login: the same password on every run (kept in $ADMINFILE); the account is
+# created the first time (gatewayctl admin create) and given that password again otherwise.
+ADMIN_LOGIN=demo
+ADMIN_PW=""
+if [ -s "$ADMINFILE" ]; then
+    ADMIN_PW=$(sed -n 2p "$ADMINFILE")
+fi
+if [ "${#ADMIN_PW}" -lt 10 ]; then
+    ADMIN_PW=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+fi
+umask_old=$(umask)
+umask 077
+printf '%s\n%s\n' "$ADMIN_LOGIN" "$ADMIN_PW" >"$ADMINFILE.tmp"
+umask "$umask_old"
+mv -f -- "$ADMINFILE.tmp" "$ADMINFILE"
+if ctl staff list "$CENTRE" | grep -q "^$ADMIN_LOGIN "; then
+    ctl staff password "$ADMIN_LOGIN" --password-file <(sed -n 2p "$ADMINFILE") >/dev/null ||
+        die "gatewayctl staff password failed"
+else
+    ctl admin create "$CENTRE" "$ADMIN_LOGIN" --name "Admin démo" \
+        --password-file <(sed -n 2p "$ADMINFILE") >/dev/null ||
+        die "gatewayctl admin create failed"
+    info "created the admin UI account '$ADMIN_LOGIN' (saved in $ADMINFILE)"
+fi
+
 # The gateway.
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     die "something already listens on 127.0.0.1:$PORT.
@@ -299,6 +325,9 @@ $RULE
   Centre:   $CENTRE${CENTRE_ID:+ (id $CENTRE_ID)}
   API key:  $API_KEY
             (saved in $KEYREF)
+
+  Admin UI: $BASE/admin/  login: $ADMIN_LOGIN  password: $ADMIN_PW
+            (saved in ${KEYREF%api-key}admin-login: login, then password)
 
   Send an SMS (the simulated route delivers it, with a delivery report ~2 s later):
 

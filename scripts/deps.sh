@@ -16,7 +16,7 @@ usage: scripts/deps.sh [build|runtime|test|all ...]
   build    compilers, CMake and the -dev libraries gatewayd links against
   runtime  PostgreSQL, gammu, curl
   test     cmocka, clang and its sanitizer/libFuzzer runtime, and for the browser tests
-           chromium, Node.js and npm
+           chromium, Node.js and npm; groff (the manual pages check)
   all      all of the above (the default)
 EOF
 }
@@ -25,12 +25,12 @@ BUILD_PKGS=(build-essential cmake pkg-config libevent-dev libpq-dev libcurl4-ope
             libjansson-dev libsodium-dev libinih-dev libphonenumber-dev libicu-dev
             libgammu-dev libical-dev libunistring-dev uthash-dev libsystemd-dev)
 RUNTIME_PKGS=(postgresql postgresql-contrib gammu curl)
-TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev python3 chromium nodejs npm)
+TEST_PKGS=(libcmocka-dev clang libclang-rt-14-dev python3 chromium nodejs npm groff-base)
 
 # A package also counts as present when the command it exists for is already on the PATH:
 # a Node.js from another source (NodeSource's `nodejs` bundles npm and conflicts with Debian's
 # `npm` package) must not make us install, or fight, a second one.
-declare -A PKG_COMMAND=([nodejs]=node [npm]=npm [chromium]=chromium)
+declare -A PKG_COMMAND=([nodejs]=node [npm]=npm [chromium]=chromium [groff-base]=groff)
 
 if [ "$#" -eq 0 ]; then
     set -- all
