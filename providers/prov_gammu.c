@@ -671,7 +671,18 @@ static int w_connect(struct gm *g)
     GSM_Error e = GSM_InitConnection(sm, 1);
     if (e != ERR_NONE) {
         w_release_sm(g, sm);
-        w_down(g, "cannot connect to %s: %s", g->opt.device, GSM_ErrorString(e));
+        /* A missing device says so rather than libGammu's less telling error; one that
+         * vanished under the running modem (w_poll) keeps that reason while it stays away. */
+        struct stat st;
+        if (g->opt.device[0] == '/' && stat(g->opt.device, &st) != 0) {
+            pthread_mutex_lock(&g->mu);
+            int vanished = strstr(g->last_error, " disappeared (") != NULL;
+            pthread_mutex_unlock(&g->mu);
+            w_down(g, "device %s %s (%s)", g->opt.device, vanished ? "disappeared" : "not found",
+                   strerror(errno));
+        } else {
+            w_down(g, "cannot connect to %s: %s", g->opt.device, GSM_ErrorString(e));
+        }
         return -1;
     }
     g->sm = sm;
