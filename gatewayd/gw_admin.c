@@ -1,6 +1,7 @@
 /* gw_admin — see gw_admin.h and admin/API.md. */
 #include "gw_admin.h"
 #include "gw_admin_parse.h"
+#include "gw_auth.h"
 #include "gw_config.h"
 #include "gw_db.h"
 #include "gw_flows.h"
@@ -81,14 +82,19 @@ struct areq {
     /* the session */
     long long staff_id, centre_id;
     char login[64], role[16], csrf[65], name[128], centre_name[128], tz[64];
+    char sms_number[32], ussd_code[32]; /* the centre's, for the poster ("" when not set) */
     /* per handler */
     char phone[24];
     char text_kind[16];
     long long aux;
+    char secret[GW_KEY_LEN];  /* an API key made for this request, shown once */
+    char password[40];        /* a password made for this request, shown once */
 };
 
 static void areq_free(struct areq *r)
 {
+    sodium_memzero(r->secret, sizeof r->secret);
+    sodium_memzero(r->password, sizeof r->password);
     free(r->body);
     json_decref(r->json);
     json_decref(r->query);
@@ -229,9 +235,15 @@ static void rate_clear_login(struct gw_admin *a, const char *login)
 
 static json_t *me_json(const struct areq *r)
 {
-    return json_pack("{s:s,s:s,s:s,s:{s:I,s:s,s:s},s:s}", "login", r->login, "name", r->name,
-                     "role", r->role, "centre", "id", (json_int_t)r->centre_id, "name",
-                     r->centre_name, "timezone", r->tz, "csrf", r->csrf);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:{s:I,s:s,s:s},s:s}", "login", r->login, "name",
+                          r->name, "role", r->role, "centre", "id", (json_int_t)r->centre_id,
+                          "name", r->centre_name, "timezone", r->tz, "csrf", r->csrf);
+    json_t *c = json_object_get(j, "centre");
+    if (r->sms_number[0])
+        json_object_set_new(c, "sms_number", json_string(r->sms_number));
+    if (r->ussd_code[0])
+        json_object_set_new(c, "ussd_code", json_string(r->ussd_code));
+    return j;
 }
 
 static void audit(struct gw_admin *a, const struct areq *r, const char *action, const char *object,
@@ -362,6 +374,8 @@ static void session_created(void *arg, PGresult *res, const char *err)
     snprintf(r.centre_name, sizeof r.centre_name, "%s", PQgetvalue(res, 0, 4));
     snprintf(r.tz, sizeof r.tz, "%s", PQgetvalue(res, 0, 5));
     snprintf(r.csrf, sizeof r.csrf, "%s", PQgetvalue(res, 0, 6));
+    snprintf(r.sms_number, sizeof r.sms_number, "%s", PQgetvalue(res, 0, 8));
+    snprintf(r.ussd_code, sizeof r.ussd_code, "%s", PQgetvalue(res, 0, 9));
     set_cookie(a, l->req, PQgetvalue(res, 0, 7), a->cfg->admin_absolute_hours * 3600);
     gw_info("admin", "%s logged in (centre %lld)", r.login, r.centre_id);
     gw_http_json(l->req, 200, me_json(&r));
@@ -401,6 +415,8 @@ static void login_verified(evutil_socket_t fd, short what, void *arg)
                     " expires_at) VALUES ($1, $2::bigint, $3, $4,"
                     " now() + make_interval(hours => $5::int)) RETURNING staff_id)"
                     " SELECT st.login, st.name, st.role, c.id, c.name, c.timezone, $3, $6,"
+                    " coalesce(c.settings ->> 'sms_number', ''),"
+                    " coalesce(c.settings ->> 'ussd_code', ''),"
                     " gw_audit(c.id, st.id, st.login, 'login', 'staff:' || st.id,"
                     "          jsonb_build_object('address', $4::text))"
                     " FROM s JOIN staff st ON st.id = s.staff_id JOIN centres c ON c.id = st.centre_id",
@@ -827,6 +843,26 @@ static void handle_send(struct areq *r, int inbox)
 
 /* ---------------------------------------------------------------- loans */
 
+/* NULL when action applies to a loan in state status, else why not (French). */
+static const char *loan_refusal(const char *action, const char *status)
+{
+    int requested = !strcmp(status, "requested");
+    int out = !strcmp(status, "confirmed") || !strcmp(status, "return_requested");
+    if ((!strcmp(action, "confirm") || !strcmp(action, "refuse")) && requested)
+        return NULL;
+    if (!strcmp(action, "returned") && out)
+        return NULL;
+    if (!strcmp(status, "returned"))
+        return "Ce prêt est déjà terminé : l'objet a été rendu.";
+    if (!strcmp(status, "refused"))
+        return "Ce prêt a déjà été refusé.";
+    if (!strcmp(status, "cancelled"))
+        return "Cette demande de prêt a été annulée par l'habitant.";
+    if (out)
+        return "Ce prêt est déjà confirmé : l'objet est sorti.";
+    return "Ce prêt n'est pas encore confirmé : confirmez-le ou refusez-le d'abord.";
+}
+
 static void loan_checked(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
@@ -834,6 +870,11 @@ static void loan_checked(void *arg, PGresult *res, const char *err)
         fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
     } else if (PQntuples(res) != 1) {
         fail(r->req, 404, "not_found", "Prêt introuvable.");
+    } else if (loan_refusal(strrchr(r->path, '/') + 1, PQgetvalue(res, 0, 0))) {
+        /* the loan is not in a state this action applies to (gw_loan_action would refuse it
+         * with an English message): say why in French */
+        fail(r->req, 409, "bad_state",
+             loan_refusal(strrchr(r->path, '/') + 1, PQgetvalue(res, 0, 0)));
     } else {
         const char *action = strrchr(r->path, '/') + 1;
         json_t *days = json_object_get(r->json, "days");
@@ -858,8 +899,437 @@ static void handle_loan(struct areq *r)
     snprintf(centre, sizeof centre, "%lld", r->centre_id);
     snprintf(id, sizeof id, "%lld", r->id);
     const char *p[2] = {centre, id};
-    if (gw_db_query(r->a->db, "SELECT 1 FROM loans WHERE id = $2::bigint AND centre_id = $1::bigint",
+    if (gw_db_query(r->a->db,
+                    "SELECT status FROM loans WHERE id = $2::bigint AND centre_id = $1::bigint",
                     2, p, loan_checked, r) != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* ---------------------------------------------------------------- second increment (010) */
+
+/* An answer's "text_preview" becomes the SMS as it will be sent: "text", "segments",
+ * "encoding" and "too_long" (more segments than [gateway] max_segments). */
+static void sms_preview_fill(struct gw_admin *a, json_t *body)
+{
+    json_t *tp = json_object_get(body, "text_preview");
+    if (!tp)
+        return;
+    const char *text = json_string_value(tp);
+    struct prov_text_info info = {0};
+    char *t = text ? gw_send_text(a->cfg, text, strlen(text), &info) : NULL;
+    json_object_set_new(body, "text", json_string(t ? t : ""));
+    json_object_set_new(body, "segments", json_integer(t && *t ? info.segments : 0));
+    json_object_set_new(body, "encoding",
+                        json_string(t ? prov_encoding_name(info.encoding) : "gsm7"));
+    json_object_set_new(body, "too_long", json_boolean(t && info.segments > a->cfg->max_segments));
+    free(t);
+    json_object_del(body, "text_preview");
+}
+
+/* GET routes: the centre's routes in order (none listed: the default route) with their live
+ * state as /healthz shows it, minus anything that looks like a credential; and the routes of
+ * the configuration ("available", for Paramètres). */
+static void routes_fill(struct gw_admin *a, json_t *body)
+{
+    json_t *names = json_object_get(body, "routes");
+    json_t *st = gw_outbox_status(a->o);
+    json_t *out = json_array(), *avail = json_array();
+    int dflt = json_array_size(names) == 0;
+    json_t *list = dflt ? json_pack("[s]", a->cfg->default_route ? a->cfg->default_route : "")
+                        : json_incref(names);
+    size_t i;
+    json_t *n;
+    json_array_foreach(list, i, n)
+    {
+        const char *name = json_string_value(n);
+        json_t *s = json_object_get(st, name), *o = json_object(), *v;
+        const char *k;
+        json_object_foreach(s, k, v)
+        {
+            if (!strstr(k, "key") && !strstr(k, "secret") && !strstr(k, "token") &&
+                !strstr(k, "password"))
+                json_object_set(o, k, v);
+        }
+        if (!s)
+            json_object_set_new(o, "state", json_string("unknown"));
+        json_object_set_new(o, "name", json_string(name));
+        json_object_set_new(o, "position", json_integer((json_int_t)i));
+        json_object_set_new(o, "default", json_boolean(dflt));
+        json_array_append_new(out, o);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(st, k, v) json_array_append_new(avail, json_string(k));
+    json_object_set_new(body, "routes", out);
+    json_object_set_new(body, "available", avail);
+    json_object_set_new(body, "default_route",
+                        json_string(a->cfg->default_route ? a->cfg->default_route : ""));
+    json_decref(list);
+    json_decref(st);
+}
+
+/* Every SQL function of 010 answers {"status", "body"} like gw_admin_call. */
+static void more_done(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    json_t *j = (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+                    ? json_loads(PQgetvalue(res, 0, 0), 0, NULL)
+                    : NULL;
+    if (!j) {
+        gw_warn("admin", "%s %s: %s", r->method, r->path, err ? err : "no answer");
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+    } else {
+        int status = (int)json_integer_value(json_object_get(j, "status"));
+        json_t *body = json_object_get(j, "body");
+        if (json_is_object(body) && status >= 200 && status < 300) {
+            sms_preview_fill(r->a, body);
+            if (r->ep->handler == GW_ADMIN_H_ROUTES)
+                routes_fill(r->a, body);
+            if (r->secret[0])
+                json_object_set_new(body, "key", json_string(r->secret));
+            if (r->password[0])
+                json_object_set_new(body, "password", json_string(r->password));
+        }
+        gw_http_json(r->req, status ? status : 500, json_incref(body));
+    }
+    json_decref(j);
+    areq_free(r);
+}
+
+static void run_more(struct areq *r)
+{
+    char centre[24], staff[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    json_t *empty = r->json ? NULL : json_object();
+    char *body = json_dumps(r->json ? r->json : empty, JSON_COMPACT);
+    json_decref(empty);
+    char *query = json_dumps(r->query, JSON_COMPACT);
+    const char *p[8] = {centre, staff, r->login, r->role, r->method, r->path, body, query};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_admin_more($1::bigint, $2::bigint, $3, $4, $5, $6, $7::jsonb,"
+                         " $8::jsonb)",
+                         8, p, more_done, r);
+    free(body);
+    free(query);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+static int blank_text(const char *t)
+{
+    for (const char *p = t; p && *p; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
+            return 0;
+    return 1;
+}
+
+/* POST alerts and alerts/preview: the text must fit the centre's SMS limits before anything
+ * is created (the preview only reports "too_long"). */
+static void handle_more_sms(struct areq *r)
+{
+    const char *text = json_string_value(json_object_get(r->json, "text"));
+    int preview = !strcmp(r->path, "alerts/preview");
+    if (text && strlen(text) > 1000) {
+        fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
+        areq_free(r);
+        return;
+    }
+    if (!preview) {
+        struct prov_text_info info;
+        char *t = text && !blank_text(text) ? gw_send_text(r->a->cfg, text, strlen(text), &info)
+                                            : NULL;
+        if (!t) {
+            fail(r->req, 422, "empty_text", "Écrivez le texte de l'alerte.");
+            areq_free(r);
+            return;
+        }
+        free(t);
+        if (info.segments > r->a->cfg->max_segments) {
+            fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
+            areq_free(r);
+            return;
+        }
+    }
+    run_more(r);
+}
+
+/* PUT routes {"routes": [names]}: configured routes only, each once. */
+static void handle_routes_set(struct areq *r)
+{
+    json_t *names = json_object_get(r->json, "routes");
+    json_t *st = gw_outbox_status(r->a->o);
+    const char *why = NULL;
+    char msg[200];
+    if (!json_is_array(names) || json_array_size(names) > 10) {
+        why = "Donnez la liste des voies, dans l'ordre (10 au plus).";
+    } else {
+        size_t i, j;
+        json_t *n, *m;
+        json_array_foreach(names, i, n)
+        {
+            const char *s = json_string_value(n);
+            if (!s || !json_object_get(st, s)) {
+                snprintf(msg, sizeof msg, "Voie inconnue : %.100s.", s ? s : "?");
+                why = msg;
+                break;
+            }
+            json_array_foreach(names, j, m) if (j < i && json_equal(m, n))
+            {
+                why = "Chaque voie ne figure qu'une fois dans la liste.";
+                break;
+            }
+            if (why)
+                break;
+        }
+    }
+    json_decref(st);
+    if (why) {
+        fail(r->req, 422, "invalid_routes", why);
+        areq_free(r);
+        return;
+    }
+    run_more(r);
+}
+
+/* POST partners, POST api-keys: the daemon makes the secrets (libsodium's random), the
+ * database keeps what it needs (a partner's secret for HMAC; only a hash of an API key). */
+static void handle_secret(struct areq *r)
+{
+    if (!r->json)
+        r->json = json_object();
+    if (!strcmp(r->path, "partners")) {
+        uint8_t kid[8], sec[32];
+        char key_id[3 + 2 * sizeof kid + 1], secret[2 * sizeof sec + 1];
+        randombytes_buf(kid, sizeof kid);
+        randombytes_buf(sec, sizeof sec);
+        memcpy(key_id, "pk_", 3);
+        sodium_bin2hex(key_id + 3, sizeof key_id - 3, kid, sizeof kid);
+        sodium_bin2hex(secret, sizeof secret, sec, sizeof sec);
+        json_object_set_new(r->json, "key_id", json_string(key_id));
+        json_object_set_new(r->json, "secret", json_string(secret));
+        sodium_memzero(sec, sizeof sec);
+        sodium_memzero(secret, sizeof secret);
+    } else {
+        char prefix[GW_KEY_PREFIX_LEN], hex[2 * GW_KEY_HASH_LEN + 1];
+        uint8_t hash[GW_KEY_HASH_LEN];
+        gw_auth_key_generate(r->secret, prefix, hash);
+        sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+        json_object_set_new(r->json, "prefix", json_string(prefix));
+        json_object_set_new(r->json, "key_hash", json_string(hex));
+    }
+    run_more(r);
+}
+
+/* Staff accounts with a password: argon2id (as gatewayctl staff create and the login check)
+ * on a short-lived thread, so the loop never waits for it. */
+struct pwjob {
+    struct areq *r;
+    char *pw;
+    char hash[crypto_pwhash_STRBYTES];
+    int ok;
+    struct event *done;
+    pthread_t th;
+};
+
+static void pwjob_free(struct pwjob *j)
+{
+    if (j->pw) {
+        sodium_memzero(j->pw, strlen(j->pw));
+        free(j->pw);
+    }
+    if (j->done)
+        event_free(j->done);
+    free(j);
+}
+
+static void *hash_thread(void *arg)
+{
+    struct pwjob *j = arg;
+    j->ok = crypto_pwhash_str(j->hash, j->pw, strlen(j->pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                              crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
+    event_active(j->done, EV_READ, 0);
+    return NULL;
+}
+
+static void pw_hashed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pwjob *j = arg;
+    struct areq *r = j->r;
+    pthread_join(j->th, NULL);
+    r->a->verifying--;
+    if (!j->ok) {
+        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+        areq_free(r);
+        pwjob_free(j);
+        return;
+    }
+    char centre[24], staff[24], target[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    snprintf(target, sizeof target, "%lld", r->id);
+    char *body = json_dumps(r->json, JSON_COMPACT);
+    const char *p[7] = {centre, staff, r->login, !strcmp(r->path, "staff") ? "create" : "password",
+                        target, body, j->hash};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_admin_staff_write($1::bigint, $2::bigint, $3, $4, $5::bigint,"
+                         " $6::jsonb, $7)",
+                         7, p, more_done, r);
+    free(body);
+    pwjob_free(j);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+static void handle_staff_pw(struct areq *r)
+{
+    if (!r->json)
+        r->json = json_object();
+    const char *why = NULL;
+    if (!strcmp(r->path, "staff")) {
+        const char *login = json_string_value(json_object_get(r->json, "login"));
+        const char *role = json_string_value(json_object_get(r->json, "role"));
+        const char *name = json_string_value(json_object_get(r->json, "name"));
+        int ok = login && *login && strlen(login) <= 60;
+        for (const char *p = login; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 *p == '.' || *p == '_' || *p == '-' || *p == '@';
+        if (!ok)
+            why = "Identifiant : de 1 à 60 lettres sans accent, chiffres, « . », « _ », « - » ou « @ ».";
+        else if (!role || (strcmp(role, "admin") && strcmp(role, "referent") &&
+                           strcmp(role, "staff") && strcmp(role, "viewer")))
+            why = "Choisissez un rôle : administrateur, référent, animateur ou lecture seule.";
+        else if (name && strlen(name) > 100)
+            why = "Nom : 100 caractères au plus.";
+    }
+    const char *pw = json_string_value(json_object_get(r->json, "password"));
+    if (!why && pw && *pw && (strlen(pw) < 10 || strlen(pw) > 256))
+        why = "Le mot de passe doit avoir de 10 à 256 caractères.";
+    if (why) {
+        fail(r->req, 422, "invalid_staff", why);
+        areq_free(r);
+        return;
+    }
+    if (r->a->verifying >= MAX_VERIFYING) {
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
+        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+        areq_free(r);
+        return;
+    }
+    struct pwjob *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->r = r;
+    if (pw && *pw) {
+        j->pw = strdup(pw);
+    } else {
+        /* a password made here, shown once: 3 groups of 4 characters that cannot be mistaken
+         * for one another (no 0/O, 1/l/I) */
+        static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        size_t o = 0;
+        for (int g = 0; g < 3; g++) {
+            if (g)
+                r->password[o++] = '-';
+            for (int c = 0; c < 4; c++)
+                r->password[o++] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+        }
+        r->password[o] = '\0';
+        j->pw = strdup(r->password);
+    }
+    if (!j->pw)
+        abort();
+    /* the password never reaches SQL, the audit log or a log line */
+    json_object_del(r->json, "password");
+    j->done = event_new(r->a->base, -1, 0, pw_hashed, j);
+    r->a->verifying++;
+    if (pthread_create(&j->th, NULL, hash_thread, j) != 0) {
+        r->a->verifying--;
+        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+        pwjob_free(j);
+        areq_free(r);
+    }
+}
+
+/* POST residents/import {"csv": "…", "confirm": bool}: parsed here (gw_admin_csv_parse),
+ * checked against the database and, when confirmed and without errors, saved in one
+ * transaction (gw_admin_import). */
+static void handle_import(struct areq *r)
+{
+    const char *csv = json_string_value(json_object_get(r->json, "csv"));
+    if (!csv) {
+        fail(r->req, 422, "invalid_file", "Choisissez un fichier CSV.");
+        areq_free(r);
+        return;
+    }
+    json_t *rows = NULL;
+    const char *why = NULL;
+    if (gw_admin_csv_parse(csv, strlen(csv), r->a->cfg->default_region, &rows, &why) < 0) {
+        fail(r->req, 422, "invalid_file", why);
+        areq_free(r);
+        return;
+    }
+    char centre[24], staff[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    char *rj = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    const char *p[5] = {centre, staff, r->login, rj,
+                        json_is_true(json_object_get(r->json, "confirm")) ? "t" : "f"};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_admin_import($1::bigint, $2::bigint, $3, $4::jsonb, $5::boolean)",
+                         5, p, more_done, r);
+    free(rj);
+    if (rc != GW_OK) {
+        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        areq_free(r);
+    }
+}
+
+/* PATCH reminders/{id}: the same body and checks as POST reminders (the resident stays the
+ * reminder's own); the scheduler then computes it again. */
+static void handle_reminder_update(struct areq *r)
+{
+    if (!r->json)
+        r->json = json_object();
+    if (!json_is_integer(json_object_get(r->json, "resident_id")))
+        json_object_set_new(r->json, "resident_id", json_integer(0));
+    struct gw_admin_reminder in;
+    int64_t next[5];
+    int n = reminder_input(r, &in, next);
+    if (n < 0) {
+        areq_free(r);
+        return;
+    }
+    if (n == 0) {
+        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
+        areq_free(r);
+        return;
+    }
+    char centre[24], staff[24], id[24];
+    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    snprintf(id, sizeof id, "%lld", r->id);
+    char *offs = json_dumps(in.offsets, JSON_COMPACT | JSON_ENCODE_ANY);
+    int appt = !strcmp(in.schedule, "appointment");
+    const char *p[13] = {centre, staff, r->login, id, in.text, in.schedule,
+                         appt ? NULL : in.start_s, !strcmp(in.schedule, "rrule") ? in.rrule : NULL,
+                         appt ? in.appt_s : NULL, in.place, appt ? offs : NULL,
+                         in.urgent ? "t" : "f", in.ack ? "t" : "f"};
+    int rc = gw_db_query(r->a->db,
+                         "SELECT gw_admin_reminder_update($1::bigint, $2::bigint, $3, $4::bigint,"
+                         " $5, $6, $7::timestamp, $8, $9::timestamp, $10, $11::jsonb,"
+                         " $12::boolean, $13::boolean)",
+                         13, p, more_done, r);
+    free(offs);
+    if (rc != GW_OK) {
         fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
         areq_free(r);
     }
@@ -920,6 +1390,14 @@ static void dispatch(struct areq *r)
     case GW_ADMIN_H_MSG_SEND: handle_send(r, 0); return;
     case GW_ADMIN_H_INBOX_REPLY: handle_send(r, 1); return;
     case GW_ADMIN_H_LOAN: handle_loan(r); return;
+    case GW_ADMIN_H_MORE:
+    case GW_ADMIN_H_ROUTES: run_more(r); return;
+    case GW_ADMIN_H_MORE_SMS: handle_more_sms(r); return;
+    case GW_ADMIN_H_ROUTES_SET: handle_routes_set(r); return;
+    case GW_ADMIN_H_SECRET: handle_secret(r); return;
+    case GW_ADMIN_H_STAFF_PW: handle_staff_pw(r); return;
+    case GW_ADMIN_H_IMPORT: handle_import(r); return;
+    case GW_ADMIN_H_REM_UPDATE: handle_reminder_update(r); return;
     default: run_generic(r); return;
     }
 }
@@ -948,6 +1426,8 @@ static void session_checked(void *arg, PGresult *res, const char *err)
     snprintf(r->name, sizeof r->name, "%s", PQgetvalue(res, 0, 5));
     snprintf(r->centre_name, sizeof r->centre_name, "%s", PQgetvalue(res, 0, 6));
     snprintf(r->tz, sizeof r->tz, "%s", PQgetvalue(res, 0, 7));
+    snprintf(r->sms_number, sizeof r->sms_number, "%s", PQgetvalue(res, 0, 8));
+    snprintf(r->ussd_code, sizeof r->ussd_code, "%s", PQgetvalue(res, 0, 9));
     if (strcmp(r->method, "GET")) {
         const char *t = gw_http_header(r->req, "X-CSRF-Token");
         size_t n = strlen(r->csrf);
@@ -1023,7 +1503,8 @@ static void on_api(struct evhttp_request *req, void *arg, const char *tail)
                     "   AND s.last_seen_at > now() - make_interval(mins => $2::int)"
                     "   AND st.id = s.staff_id AND st.disabled_at IS NULL AND c.id = st.centre_id"
                     " RETURNING st.id, st.centre_id, st.login, st.role, s.csrf, st.name, c.name,"
-                    "   c.timezone",
+                    "   c.timezone, coalesce(c.settings ->> 'sms_number', ''),"
+                    "   coalesce(c.settings ->> 'ussd_code', '')",
                     2, p, session_checked, r) != GW_OK) {
         fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
         areq_free(r);

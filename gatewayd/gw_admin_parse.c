@@ -42,6 +42,33 @@ const struct gw_admin_endpoint gw_admin_endpoints[] = {
     {"POST", "loans/#/refuse", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_LOAN},
     {"POST", "loans/#/returned", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_LOAN},
     {"GET", "audit", GW_ADMIN_R_ADMIN, GW_ADMIN_H_GENERIC},
+    /* second increment: sql/010_admin_more.sql */
+    {"GET", "jobs", GW_ADMIN_R_ALL, GW_ADMIN_H_MORE},
+    {"POST", "jobs", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE},
+    {"POST", "jobs/#/expire", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE},
+    {"POST", "job-categories", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE},
+    {"GET", "alerts", GW_ADMIN_R_ALL, GW_ADMIN_H_MORE},
+    {"POST", "alert-topics", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE},
+    {"POST", "alerts/preview", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE_SMS},
+    {"POST", "alerts", GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF, GW_ADMIN_H_MORE_SMS},
+    {"GET", "routes", GW_ADMIN_R_ALL, GW_ADMIN_H_ROUTES},
+    {"PUT", "routes", GW_ADMIN_R_ADMIN, GW_ADMIN_H_ROUTES_SET},
+    {"GET", "settings", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"PATCH", "settings", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"PUT", "templates", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "templates/preview", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "templates/reset", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "staff", GW_ADMIN_R_ADMIN, GW_ADMIN_H_STAFF_PW},
+    {"POST", "staff/#/password", GW_ADMIN_R_ADMIN, GW_ADMIN_H_STAFF_PW},
+    {"POST", "staff/#/disable", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "staff/#/enable", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "partners", GW_ADMIN_R_ADMIN, GW_ADMIN_H_SECRET},
+    {"POST", "partners/#/revoke", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "api-keys", GW_ADMIN_R_ADMIN, GW_ADMIN_H_SECRET},
+    {"POST", "api-keys/#/revoke", GW_ADMIN_R_ADMIN, GW_ADMIN_H_MORE},
+    {"POST", "residents/import", GW_ADMIN_R_ADMIN | GW_ADMIN_R_REFERENT, GW_ADMIN_H_IMPORT},
+    {"GET", "reminders/#", GW_ADMIN_R_ALL, GW_ADMIN_H_MORE},
+    {"PATCH", "reminders/#", GW_ADMIN_R_ADMIN | GW_ADMIN_R_REFERENT, GW_ADMIN_H_REM_UPDATE},
 };
 const size_t gw_admin_nendpoints = sizeof gw_admin_endpoints / sizeof gw_admin_endpoints[0];
 
@@ -244,4 +271,277 @@ int gw_admin_resident_parse(json_t *body, const char *region, struct gw_admin_re
     out->language = lang;
     out->consent = consent;
     return 0;
+}
+
+/* ---------------------------------------------------------------- CSV import */
+
+#define CSV_FIELDS 16
+#define CSV_FIELD_MAX 512
+
+struct csv_rec {
+    char f[CSV_FIELDS][CSV_FIELD_MAX + 1];
+    size_t n;
+};
+
+/* Reads one record from s[*pos..len): 1 with a record, 0 at the end, -1 on a quote that is
+ * never closed. *lines counts the line breaks consumed. Fields beyond CSV_FIELDS are dropped,
+ * bytes beyond CSV_FIELD_MAX are dropped (such a field is wrong anyway). Unquoted fields are
+ * trimmed of spaces. */
+static int csv_record(const char *s, size_t len, size_t *pos, char sep, struct csv_rec *r,
+                      int *lines)
+{
+    size_t i = *pos;
+    if (i >= len)
+        return 0;
+    r->n = 0;
+    for (;;) {
+        char tmp[CSV_FIELD_MAX + 1];
+        size_t bl = 0;
+        while (i < len && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        if (i < len && s[i] == '"') {
+            i++;
+            for (;;) {
+                if (i >= len)
+                    return -1;
+                if (s[i] == '"') {
+                    if (i + 1 < len && s[i + 1] == '"') {
+                        if (bl < CSV_FIELD_MAX)
+                            tmp[bl++] = '"';
+                        i += 2;
+                        continue;
+                    }
+                    i++;
+                    break;
+                }
+                if (s[i] == '\n')
+                    (*lines)++;
+                if (bl < CSV_FIELD_MAX)
+                    tmp[bl++] = s[i];
+                i++;
+            }
+        }
+        /* unquoted text (or what follows a closing quote, kept: lenient) */
+        while (i < len && s[i] != sep && s[i] != '\n' && s[i] != '\r') {
+            if (bl < CSV_FIELD_MAX)
+                tmp[bl++] = s[i];
+            i++;
+        }
+        while (bl > 0 && (tmp[bl - 1] == ' ' || tmp[bl - 1] == '\t'))
+            bl--;
+        tmp[bl] = '\0';
+        if (r->n < CSV_FIELDS) {
+            memcpy(r->f[r->n], tmp, bl + 1);
+            r->n++;
+        }
+        if (i < len && s[i] == sep) {
+            i++;
+            continue;
+        }
+        if (i < len && s[i] == '\r') {
+            i++;
+            if (i < len && s[i] == '\n')
+                i++;
+            (*lines)++;
+        } else if (i < len && s[i] == '\n') {
+            i++;
+            (*lines)++;
+        }
+        break;
+    }
+    *pos = i;
+    return 1;
+}
+
+/* Lowercase ASCII letters and digits only, French accents made plain ("Téléphone" →
+ * "telephone", "first_name" → "firstname"). */
+static void csv_fold(const char *in, char *out, size_t outlen)
+{
+    static const char lat1[65] = "aaaaaaaceeeeiiii" "dnooooo ouuuuy  " /* C3 80..9F */
+                                 "aaaaaaaceeeeiiii" "dnooooo ouuuuy y"; /* C3 A0..BF */
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < outlen; p++) {
+        char c = 0;
+        if (*p >= 'A' && *p <= 'Z')
+            c = (char)(*p - 'A' + 'a');
+        else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
+            c = (char)*p;
+        else if (*p == 0xC3 && p[1] >= 0x80 && p[1] <= 0xBF)
+            c = lat1[*++p - 0x80];
+        if (c && c != ' ')
+            out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
+static int utf8_ok(const char *s)
+{
+    json_t *j = json_string(s); /* NULL when s is not valid UTF-8 */
+    json_decref(j);
+    return j != NULL;
+}
+
+static int csv_is(const char *folded, const char *const *names)
+{
+    for (; *names; names++)
+        if (!strcmp(folded, *names))
+            return 1;
+    return 0;
+}
+
+int gw_admin_csv_parse(const char *csv, size_t len, const char *region, json_t **rows,
+                       const char **why)
+{
+    static const char *const phone_names[] = {"telephone", "tel", "numero", "phone",
+                                               "portable", "mobile", NULL};
+    static const char *const first_names[] = {"prenom", "firstname", NULL};
+    static const char *const lang_names[] = {"langue", "language", "lang", NULL};
+    static const char *const consent_names[] = {"consentement", "consent", "consentsource",
+                                                 "accord", NULL};
+    if (len >= 3 && !memcmp(csv, "\xEF\xBB\xBF", 3)) {
+        csv += 3;
+        len -= 3;
+    }
+    /* the separator: the header line's ';' or ',' (';' when it has both or neither) */
+    size_t semi = 0, comma = 0;
+    int inq = 0;
+    for (size_t i = 0; i < len && (inq || (csv[i] != '\n' && csv[i] != '\r')); i++) {
+        if (csv[i] == '"')
+            inq = !inq;
+        else if (!inq && csv[i] == ';')
+            semi++;
+        else if (!inq && csv[i] == ',')
+            comma++;
+    }
+    char sep = comma > semi ? ',' : ';';
+    struct csv_rec *rec = malloc(sizeof *rec);
+    if (!rec)
+        abort();
+    size_t pos = 0;
+    int lines = 0, col_phone = -1, col_first = -1, col_lang = -1, col_consent = -1;
+    int rc;
+    /* the header: the first record that is not blank */
+    for (;;) {
+        rc = csv_record(csv, len, &pos, sep, rec, &lines);
+        if (rc <= 0 || rec->n > 1 || rec->f[0][0])
+            break;
+    }
+    if (rc < 0) {
+        *why = "Guillemet ouvert mais jamais fermé : vérifiez le fichier.";
+        free(rec);
+        return -1;
+    }
+    if (rc == 0) {
+        *why = "Le fichier est vide.";
+        free(rec);
+        return -1;
+    }
+    for (size_t c = 0; c < rec->n; c++) {
+        char f[64];
+        csv_fold(rec->f[c], f, sizeof f);
+        if (col_phone < 0 && csv_is(f, phone_names))
+            col_phone = (int)c;
+        else if (col_first < 0 && csv_is(f, first_names))
+            col_first = (int)c;
+        else if (col_lang < 0 && csv_is(f, lang_names))
+            col_lang = (int)c;
+        else if (col_consent < 0 && csv_is(f, consent_names))
+            col_consent = (int)c;
+    }
+    if (col_phone < 0) {
+        *why = "La première ligne doit nommer les colonnes, dont « telephone » "
+               "(ex. telephone;prenom;langue;consentement).";
+        free(rec);
+        return -1;
+    }
+    json_t *out = json_array();
+    int n = 0;
+    for (;;) {
+        int start = lines + 1;
+        rc = csv_record(csv, len, &pos, sep, rec, &lines);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            *why = "Guillemet ouvert mais jamais fermé : vérifiez le fichier.";
+            goto refuse;
+        }
+        int blank = 1;
+        for (size_t c = 0; c < rec->n && blank; c++)
+            blank = !rec->f[c][0];
+        if (blank)
+            continue;
+        if (++n > GW_ADMIN_CSV_MAX) {
+            *why = "Fichier trop long : 2000 habitants au plus par import.";
+            goto refuse;
+        }
+#define COL(c) ((c) >= 0 && (size_t)(c) < rec->n ? rec->f[c] : "")
+        const char *phone = COL(col_phone), *first = COL(col_first), *lang = COL(col_lang),
+                   *consent = COL(col_consent);
+#undef COL
+        const char *code = NULL, *msg = NULL;
+        json_t *row = json_object();
+        json_object_set_new(row, "line", json_integer(start));
+        json_t *js_phone = json_string(phone), *js_first = json_string(first);
+        char e164[24], f[32];
+        if (!js_phone || !js_first || !utf8_ok(lang) || !utf8_ok(consent)) {
+            code = "invalid_text";
+            msg = "Texte illisible : enregistrez le fichier en UTF-8.";
+        }
+        if (!code && !*phone) {
+            code = "invalid_phone";
+            msg = "Numéro de téléphone manquant.";
+        } else if (!code && prov_phone_normalize(phone, region, e164, sizeof e164) != 0) {
+            code = "invalid_phone";
+            msg = "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78).";
+        }
+        json_object_set_new(row, "phone", code && !strcmp(code, "invalid_text")
+                                              ? json_string("?")
+                                              : code ? json_incref(js_phone) : json_string(e164));
+        json_object_set_new(row, "first_name", js_first ? json_incref(js_first) : json_string("?"));
+        json_decref(js_phone);
+        json_decref(js_first);
+        if (!code && strlen(first) > 80) {
+            code = "invalid_first_name";
+            msg = "Prénom trop long (80 caractères au plus).";
+        }
+        csv_fold(lang, f, sizeof f);
+        const char *language = !*f || !strcmp(f, "fr") || !strcmp(f, "francais") ? "fr"
+                               : !strcmp(f, "en") || !strcmp(f, "anglais") || !strcmp(f, "english")
+                                   ? "en"
+                                   : NULL;
+        if (!language && !code) {
+            code = "invalid_language";
+            msg = "Langue inconnue : fr (français) ou en (anglais).";
+        }
+        json_object_set_new(row, "language", json_string(language ? language : "fr"));
+        csv_fold(consent, f, sizeof f);
+        const char *source = csv_is(f, (const char *const[]){"papier", "paper", "formulaire",
+                                                               "formulairepapier", "ecrit", NULL})
+                                 ? "paper"
+                             : csv_is(f, (const char *const[]){"oral", "verbal", "accordoral", NULL})
+                                 ? "verbal"
+                             : csv_is(f, (const char *const[]){"sms", "smsstart", "start", NULL})
+                                 ? "sms"
+                                 : NULL;
+        if (!source && !code) {
+            code = *f ? "invalid_consent" : "missing_consent";
+            msg = *f ? "Accord inconnu : papier, oral ou sms."
+                     : "Accord de l'habitant manquant (papier, oral ou sms) : sans accord, pas "
+                       "de SMS.";
+        }
+        if (source)
+            json_object_set_new(row, "consent_source", json_string(source));
+        if (code) {
+            json_object_set_new(row, "error", json_string(code));
+            json_object_set_new(row, "message", json_string(msg));
+        }
+        json_array_append_new(out, row);
+    }
+    free(rec);
+    *rows = out;
+    return n;
+refuse:
+    json_decref(out);
+    free(rec);
+    return -1;
 }

@@ -35,7 +35,15 @@ enum {
     GW_ADMIN_H_REM_CREATE,
     GW_ADMIN_H_MSG_SEND,
     GW_ADMIN_H_INBOX_REPLY,
-    GW_ADMIN_H_LOAN
+    GW_ADMIN_H_LOAN,
+    GW_ADMIN_H_MORE,       /* one call of gw_admin_more (sql/010_admin_more.sql) */
+    GW_ADMIN_H_MORE_SMS,   /* the body's "text" is checked as an SMS first, then gw_admin_more */
+    GW_ADMIN_H_ROUTES,     /* GET routes: the centre's routes with their live state */
+    GW_ADMIN_H_ROUTES_SET, /* PUT routes: names checked against the configuration */
+    GW_ADMIN_H_STAFF_PW,   /* staff accounts with a password (argon2id on a thread) */
+    GW_ADMIN_H_SECRET,     /* partners and API keys: random secrets made by the daemon */
+    GW_ADMIN_H_IMPORT,     /* residents/import: the CSV parsed here, checked and saved in SQL */
+    GW_ADMIN_H_REM_UPDATE  /* PATCH reminders/#: validated like a new one, then recomputed */
 };
 
 struct gw_admin_endpoint {
@@ -97,5 +105,27 @@ struct gw_admin_resident {
 int gw_admin_resident_parse(json_t *body, const char *region, struct gw_admin_resident *out,
                             const char **code, const char **msg)
     __attribute__((warn_unused_result));
+
+/*
+ * Residents from a CSV file (POST residents/import). UTF-8 (a BOM is skipped), lines ending
+ * in LF or CRLF, fields separated by ';' or ',' (whichever the header line uses), quoted with
+ * '"' ("" inside quotes is one '"'; quoted fields may hold separators and line breaks).
+ * The first line names the columns, in any order, case and accents ignored:
+ *   telephone (téléphone, tel, numero, phone) — required;
+ *   prenom (prénom, first_name), langue (language), consentement (consent, consent_source).
+ * Other columns are ignored; blank lines are skipped.
+ * Each record becomes {"line": n (the line where it starts), "phone": E.164 (or the text as
+ * given when invalid), "first_name", "language": "fr"|"en", "consent_source":
+ * "paper"|"verbal"|"sms"}, plus {"error": code, "message": French} when it is wrong:
+ * invalid_phone, invalid_first_name (over 80 characters), invalid_language, missing_consent,
+ * invalid_consent, invalid_text (not UTF-8). Duplicates and numbers already known are the
+ * database's checks (gw_admin_import).
+ * Returns the number of records (at most GW_ADMIN_CSV_MAX) with *rows set to a new JSON array
+ * (the caller owns it), or -1 with *why (French, static) when the whole file is refused (no
+ * header, no phone column, too many lines, an unterminated quote).
+ */
+#define GW_ADMIN_CSV_MAX 2000
+int gw_admin_csv_parse(const char *csv, size_t len, const char *region, json_t **rows,
+                       const char **why) __attribute__((warn_unused_result));
 
 #endif

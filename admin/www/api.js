@@ -91,4 +91,5 @@ export async function request(method, path, {body, query, signal} = {}) {
 export const get = (path, query, opts = {}) => request('GET', path, {...opts, query});
 export const post = (path, body) => request('POST', path, {body: body === undefined ? {} : body});
 export const patch = (path, body) => request('PATCH', path, {body});
+export const put = (path, body) => request('PUT', path, {body});
 export const del = (path) => request('DELETE', path);

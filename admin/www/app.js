@@ -12,6 +12,10 @@ import * as messages from './scr-messages.js';
 import * as inbox from './scr-inbox.js';
 import * as activities from './scr-activities.js';
 import * as loans from './scr-loans.js';
+import * as jobs from './scr-jobs.js';
+import * as alerts from './scr-alerts.js';
+import * as settings from './scr-settings.js';
+import * as importer from './scr-import.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,6 +31,10 @@ const WRITERS = {
   loan: ['admin', 'staff'],
   export: ['admin', 'referent'],
   erase: ['admin'],
+  job: ['admin', 'staff'],
+  alert: ['admin', 'staff'],
+  settings: ['admin'],
+  import: ['admin', 'referent'],
 };
 
 export function can(what) {
@@ -39,8 +47,10 @@ const ROUTES = [
   [/^\/$/, home, true],
   [/^\/habitants$/, residents, true],
   [/^\/habitants\/ajouter$/, residents, true, {add: true}],
+  [/^\/habitants\/importer$/, importer, true],
   [/^\/habitants\/(\d+)$/, resident, true],
   [/^\/rappels\/nouveau$/, reminder, true],
+  [/^\/rappels\/(\d+)\/modifier$/, reminder, true, {edit: true}],
   [/^\/messages$/, messages, true],
   [/^\/messages\/(\d+)$/, messages, true, {detail: true}],
   [/^\/boite$/, inbox, true],
@@ -48,6 +58,9 @@ const ROUTES = [
   [/^\/activites\/seance\/(\d+)$/, activities, true, {session: true}],
   [/^\/activites\/affiche\/(\d+)$/, activities, true, {poster: true}],
   [/^\/prets$/, loans, true],
+  [/^\/emplois$/, jobs, true],
+  [/^\/alertes$/, alerts, true],
+  [/^\/parametres$/, settings, true],
 ];
 
 /* ------------------------------------------------------------------ status and errors */

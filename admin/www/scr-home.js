@@ -44,32 +44,26 @@ function draw(box, d) {
       d.routes ? routesTable(d.routes) : h('p', null, 'État des voies d’envoi indisponible.')));
 }
 
+// routes: [{name, driver, state, in_flight, queued, credit?, last_error?, default}] in the
+// centre's order (GET routes).
 function routesTable(routes) {
-  const names = Object.keys(routes);
-  if (names.length === 0) return h('p', null, 'Aucune voie d’envoi configurée.');
+  if (!routes.length) return h('p', null, 'Aucune voie d’envoi configurée.');
   const driver = {sim: 'simulateur', isendpro: 'iSendPro', gammu: 'modem GSM'};
   return table('État des voies d’envoi',
-    ['Voie', 'Type', 'État', 'En cours', 'En attente', 'Dernière erreur'],
-    names.map((n) => {
-      const r = routes[n] || {};
+    ['Voie', 'Type', 'État', 'Crédit', 'En cours', 'En attente', 'Dernière erreur'],
+    routes.map((r) => {
       const up = r.state === 'up';
-      return [{th: true, content: n}, driver[r.driver] || r.driver || '',
-        h('span', {class: `pill ${up ? 'ok' : 'bad'}`}, up ? 'Fonctionne' : 'En panne'),
-        String(r.in_flight ?? ''), String(r.queued ?? ''), r.last_error || '—'];
+      const credit = r.credit !== undefined && r.credit !== null ? String(r.credit) : '—';
+      return [{th: true, content: `${r.name}${r.default ? ' (par défaut)' : ''}`}, driver[r.driver] || r.driver || '',
+        h('span', {class: `pill ${up ? 'ok' : 'bad'}`}, up ? 'Fonctionne' : (r.state === 'unknown' ? 'Inconnue' : 'En panne')),
+        credit, String(r.in_flight ?? ''), String(r.queued ?? ''), r.last_error || '—'];
     }), {captionHidden: true});
 }
 
-// The dashboard's routes; when the API leaves them out, /healthz (public) has them.
+// The dashboard and the centre's routes with their state and credit (GET routes).
 async function load() {
-  const d = await api.get('dashboard');
-  if (!d.routes) {
-    try {
-      const res = await fetch(new URL('../healthz', document.baseURI), {cache: 'no-store'});
-      d.routes = (await res.json()).routes;
-    } catch (e) {
-      d.routes = null;
-    }
-  }
+  const [d, r] = await Promise.all([api.get('dashboard'), api.get('routes').catch(() => null)]);
+  d.routes = r ? r.routes || [] : null;
   return d;
 }
 

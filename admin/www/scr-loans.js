@@ -27,7 +27,8 @@ function said(r, what) {
 async function decide(button, call, success, refresh) {
   const r = await act(button, () => call().catch((e) => {
     if (e.status === 409) {
-      e.message = 'Ce prêt a déjà été traité par quelqu’un d’autre : la liste est mise à jour.';
+      // the API says why in French (already returned, already confirmed…)
+      e.message = `${e.code === 'bad_state' ? e.message : 'Ce prêt a déjà été traité.'} La liste est mise à jour.`;
       refresh().catch(() => {});
     }
     throw e;

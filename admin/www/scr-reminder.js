@@ -26,17 +26,63 @@ function checkbox(name, value, label, checked, hint) {
   return h('div', {class: 'choice'}, parts);
 }
 
+// A stored reminder → the form's choices (edit mode).
+function fill(form, rem, f) {
+  const set = (el, v) => { if (v !== undefined && v !== null) el.value = v; };
+  form.querySelector(`input[name=kind][value=${rem.schedule}]`).checked = true;
+  f.sms.textarea.value = rem.text || '';
+  f.sms.textarea.dispatchEvent(new Event('input'));
+  const [d, t] = (rem.start_local || ' ').split(' ');
+  if (rem.schedule === 'once') {
+    set(f.onceDate, d);
+    set(f.onceTime, t);
+  } else if (rem.schedule === 'rrule') {
+    set(f.rStart, d);
+    set(f.rTime, t);
+    const r = rem.rrule || '';
+    let m;
+    if ((m = /^FREQ=MONTHLY;BYMONTHDAY=(\d+)$/.exec(r))) {
+      f.pattern.value = 'monthly';
+      f.monthday.value = m[1];
+    } else if ((m = /^FREQ=WEEKLY;BYDAY=([A-Z,]+)$/.exec(r))) {
+      f.pattern.value = 'weekly';
+      const days = m[1].split(',');
+      for (const i of f.days.querySelectorAll('input')) i.checked = days.includes(i.value);
+    } else if (r === 'FREQ=DAILY') {
+      f.pattern.value = 'daily';
+    } else {
+      f.pattern.value = 'lastworkday';
+    }
+  } else {
+    const [ad, at] = (rem.appointment_local || ' ').split(' ');
+    set(f.apDate, ad);
+    set(f.apTime, at);
+    set(f.place, rem.place || '');
+    const offs = (rem.offsets || []).map((o) => JSON.stringify(o));
+    for (const i of f.offsets.querySelectorAll('input')) {
+      const o = OFFSETS.find(([v]) => v === i.value);
+      i.checked = Boolean(o && offs.includes(JSON.stringify(o[2])));
+    }
+  }
+  form.querySelector('input[name=urgent]').checked = Boolean(rem.urgent);
+  form.querySelector('input[name=ack]').checked = Boolean(rem.ack);
+}
+
 export async function render(ctx) {
+  const editing = Boolean(ctx.opts.edit);
+  const title = editing ? 'Modifier le rappel' : 'Créer un rappel';
   if (!can('reminder')) {
-    put(ctx.view, ctx.heading('Créer un rappel'),
-      h('p', null, 'Votre rôle ne permet pas de créer des rappels.'));
+    put(ctx.view, ctx.heading(title),
+      h('p', null, 'Votre rôle ne permet pas de créer ou modifier des rappels.'));
     return;
   }
+  const rem = editing ? await api.get(`reminders/${ctx.params[0]}`) : null;
+  if (!ctx.alive()) return;
   const today = fmt.today();
   const tomorrow = fmt.today(1);
   const inAWeek = fmt.today(7);
 
-  const picker = residentPicker({initialId: ctx.query.get('habitant'), label: 'Pour qui ?',
+  const picker = residentPicker({initialId: rem ? rem.resident_id : ctx.query.get('habitant'), label: 'Pour qui ?',
     onChange: () => schedulePreview()});
   const sms = smsBox({label: 'Texte du SMS',
     hint: 'Vous pouvez écrire {prenom}, et pour un rendez-vous {date}, {heure} et {lieu} : ils seront remplacés.'});
@@ -93,7 +139,8 @@ export async function render(ctx) {
     h('h3', null, 'Le SMS tel qu’il sera envoyé'), bubble, bubbleInfo);
 
   // the button comes after the preview (on a phone too: check, then save), tied to the form
-  const save = h('button', {type: 'submit', class: 'primary', form: 'rappel-form'}, 'Enregistrer le rappel');
+  const save = h('button', {type: 'submit', class: 'primary', form: 'rappel-form'},
+    editing ? 'Enregistrer les modifications' : 'Enregistrer le rappel');
   const form = h('form', {class: 'card', id: 'rappel-form', 'aria-labelledby': 'titre', novalidate: true},
     picker.el, sms.el, kind, once, recurring, appointment,
     h('fieldset', {class: 'choices'}, h('legend', null, 'Options'), urgent, ack));
@@ -193,12 +240,18 @@ export async function render(ctx) {
       if (b.focus) b.focus.focus();
       return;
     }
-    const r = await act(save, () => api.post('reminders', b.body), 'Rappel enregistré.');
+    const r = editing
+      ? await act(save, () => api.patch(`reminders/${rem.id}`, b.body), 'Rappel modifié : les prochains envois sont recalculés.')
+      : await act(save, () => api.post('reminders', b.body), 'Rappel enregistré.');
     if (r) navigate(`#/habitants/${b.body.resident_id}`);
   });
 
-  put(ctx.view, ctx.heading('Créer un rappel'),
-    ctx.query.get('habitant') ? h('p', null, h('a', {href: `#/habitants/${ctx.query.get('habitant')}`},
+  if (rem) {
+    fill(form, rem, {sms, onceDate, onceTime, rStart, rTime, pattern, monthday, days, apDate, apTime, place, offsets});
+  }
+  const back = rem ? rem.resident_id : ctx.query.get('habitant');
+  put(ctx.view, ctx.heading(title),
+    back ? h('p', null, h('a', {href: `#/habitants/${back}`},
       '← Retour à la fiche de l’habitant')) : null,
     h('div', {class: 'split'}, form, preview),
     h('div', {class: 'actions'}, save));

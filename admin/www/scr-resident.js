@@ -119,10 +119,13 @@ export async function render(ctx) {
               if (ok) refresh();
             });
           }
+          const edit = r.status !== 'cancelled' && can('reminder') && r.created_by !== 'loan'
+            ? h('a', {href: `#/rappels/${r.id}/modifier`, class: 'button small',
+              'aria-label': `Modifier le rappel « ${(r.body || '').slice(0, 40)} »`}, 'Modifier') : null;
           return [h('span', {class: 'sms-text'}, r.body || ''),
             [scheduleText(r), r.urgent ? ' · urgent' : '', r.ack_requested ? ' · confirmation OK demandée' : ''].join(''),
             r.next_at && r.status === 'active' ? fmt.dateTime(r.next_at) : '—',
-            fmt.reminderStatus(r.status), ...(can('reminder') ? [cancel || ''] : [])];
+            fmt.reminderStatus(r.status), ...(can('reminder') ? [h('span', {class: 'row-form'}, edit, cancel)] : [])];
         }), {captionHidden: true}));
     }
     clear(occBox);

@@ -48,8 +48,9 @@ function list(ctx) {
     run();
   });
   put(ctx.view, ctx.heading('Habitants'),
-    can('resident') ? h('p', null, h('a', {class: 'button primary', href: '#/habitants/ajouter'},
-      'Ajouter un habitant')) : null,
+    can('resident') ? h('p', {class: 'quick'}, h('a', {class: 'button primary', href: '#/habitants/ajouter'},
+      'Ajouter un habitant'), can('import') ? [' ', h('a', {class: 'button', href: '#/habitants/importer'},
+      'Importer un fichier CSV')] : null) : null,
     form, results);
   return search();
 }

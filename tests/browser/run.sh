@@ -157,9 +157,11 @@ PW_ADMIN=$(password agnes)
 PW_VIEWER=$(password victor)
 PW_TARGET=$(password cible)
 PW_B=$(password bruno)
+PW_STAFF=$(password sami)
 ctl staff create "$CENTRE_A" agnes --role admin --name "Agnès Martin" --password-file "$PW_ADMIN"
 ctl staff create "$CENTRE_A" victor --role viewer --name "Victor Lenoir" --password-file "$PW_VIEWER"
 ctl staff create "$CENTRE_A" cible --role referent --name "Compte attaqué" --password-file "$PW_TARGET"
+ctl staff create "$CENTRE_A" sami --role staff --name "Sami Haddad" --password-file "$PW_STAFF"
 ctl staff create "$CENTRE_B" bruno --role admin --name "Bruno Petit" --password-file "$PW_B"
 if grep -qiE 'password|mot de passe' "$WORK/gatewayctl.log"; then
     die "gatewayctl printed something about a password although it was given in a file: $WORK/gatewayctl.log"
@@ -192,6 +194,16 @@ PASSERELLE_URL="http://127.0.0.1:$PORT" \
     PW_ADMIN_FILE="$PW_ADMIN" PW_VIEWER_FILE="$PW_VIEWER" PW_TARGET_FILE="$PW_TARGET" PW_B_FILE="$PW_B" \
     node "$HERE/admin.test.mjs"
 STATUS=$?
+# the second increment's screens (Emplois, Alertes, Paramètres, import, reminder edit), same
+# daemon and database, after the first file
+log "running admin-more.test.mjs"
+PASSERELLE_URL="http://127.0.0.1:$PORT" \
+    PASSERELLE_CHROMIUM="$CHROMIUM" \
+    PASSERELLE_ARTIFACTS="$ARTIFACTS" \
+    PW_ADMIN_FILE="$PW_ADMIN" PW_VIEWER_FILE="$PW_VIEWER" PW_B_FILE="$PW_B" PW_STAFF_FILE="$PW_STAFF" \
+    node "$HERE/admin-more.test.mjs"
+MORE=$?
+[ "$MORE" -eq 0 ] || STATUS=$MORE
 set -e
 
 # ---------------------------------------------------------------- clean stop
@@ -219,5 +231,5 @@ fi
 [ "$rc" -eq 0 ] || die "gatewayd exited with status $rc after SIGTERM (expected 0)"
 bad=$(sanitizer_report)
 [ -z "$bad" ] || die "gatewayd's log holds a sanitizer report ('$bad'): $WORK/gatewayd.log"
-[ "$STATUS" -eq 0 ] || die "admin.test.mjs failed (exit $STATUS)"
+[ "$STATUS" -eq 0 ] || die "admin.test.mjs or admin-more.test.mjs failed (exit $STATUS)"
 log "all browser and API checks passed"

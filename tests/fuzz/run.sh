@@ -63,6 +63,12 @@ build() {
                 "$root/gatewayd/sched_time.c" "$out/prov_phone_shim.o" \
                 $(pc --cflags --libs jansson libevent libical) -lphonenumber $(pc --libs icu-uc) \
                 -lstdc++ -o "$out/$name" ;;
+        fuzz_admin_csv)
+            clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
+            clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_admin_parse.c" \
+                "$root/gatewayd/sched_time.c" "$out/prov_phone_shim.o" \
+                $(pc --cflags --libs jansson libevent libical) -lphonenumber $(pc --libs icu-uc) \
+                -lstdc++ -o "$out/$name" ;;
         *) echo "fuzz: no build rule for $name"; return 1 ;;
     esac
 }

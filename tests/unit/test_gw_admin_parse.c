@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gw_admin_parse.h"
@@ -178,12 +180,150 @@ static void test_residents(void **state)
     assert_string_equal(code, "invalid_phone");
 }
 
+/* ---------------------------------------------------------------- second increment */
+
+static void test_endpoints_more(void **state)
+{
+    (void)state;
+    long long id = -1;
+    const struct gw_admin_endpoint *e = gw_admin_endpoint_find("POST", "jobs/12/expire", &id);
+    assert_non_null(e);
+    assert_int_equal(id, 12);
+    assert_int_equal(e->roles, GW_ADMIN_R_ADMIN | GW_ADMIN_R_STAFF);
+    e = gw_admin_endpoint_find("POST", "alerts/preview", &id);
+    assert_non_null(e);
+    assert_int_equal(e->handler, GW_ADMIN_H_MORE_SMS);
+    e = gw_admin_endpoint_find("POST", "residents/import", &id);
+    assert_non_null(e);
+    assert_int_equal(e->handler, GW_ADMIN_H_IMPORT);
+    e = gw_admin_endpoint_find("PATCH", "reminders/5", &id);
+    assert_non_null(e);
+    assert_int_equal(e->handler, GW_ADMIN_H_REM_UPDATE);
+    e = gw_admin_endpoint_find("PUT", "routes", &id);
+    assert_non_null(e);
+    assert_int_equal(e->roles, GW_ADMIN_R_ADMIN);
+    /* Paramètres is for admins only */
+    for (const char *const *p = (const char *const[]){"settings", "staff", "partners", "api-keys",
+                                                       NULL};
+         *p; p++) {
+        e = gw_admin_endpoint_find(!strcmp(*p, "settings") ? "GET" : "POST", *p, &id);
+        assert_non_null(e);
+        assert_int_equal(e->roles, GW_ADMIN_R_ADMIN);
+    }
+    assert_null(gw_admin_endpoint_find("DELETE", "jobs/1", &id));
+    assert_null(gw_admin_endpoint_find("POST", "staff/x/password", &id));
+}
+
+/* parse a CSV held in a string; returns the count and leaves the rows in *rows */
+static int csv(const char *text, json_t **rows, const char **why)
+{
+    *rows = NULL;
+    return gw_admin_csv_parse(text, strlen(text), "FR", rows, why);
+}
+
+static const char *row_str(json_t *rows, size_t i, const char *key)
+{
+    return json_string_value(json_object_get(json_array_get(rows, i), key));
+}
+
+static void test_csv(void **state)
+{
+    (void)state;
+    json_t *rows;
+    const char *why = NULL;
+    /* a BOM, ';', CRLF, a header with accents and capitals, a quoted first name with a ';' */
+    int n = csv("\xEF\xBB\xBFT\xC3\xA9l\xC3\xA9phone;Pr\xC3\xA9nom;Langue;Consentement\r\n"
+                "06 12 34 56 78;\"Marie; dite \"\"Mimi\"\"\";fr;papier\r\n"
+                "\r\n"
+                "0712345678;Ali;anglais;Oral\r\n"
+                "01 23 45 67 89;Paul;fr;papier\r\n"
+                "06 98 76 54 32;Léa;fr;\r\n"
+                "06 98 76 54 33;Zoé;klingon;sms\r\n"
+                "06 98 76 54 34;Yann;;peut-être\r\n",
+                &rows, &why);
+    assert_int_equal(n, 6);
+    assert_int_equal(json_array_size(rows), 6);
+    assert_string_equal(row_str(rows, 0, "phone"), "+33612345678");
+    assert_string_equal(row_str(rows, 0, "first_name"), "Marie; dite \"Mimi\"");
+    assert_string_equal(row_str(rows, 0, "consent_source"), "paper");
+    assert_null(json_object_get(json_array_get(rows, 0), "error"));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 0), "line")), 2);
+    /* the blank line is skipped but counted */
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 1), "line")), 4);
+    assert_string_equal(row_str(rows, 1, "language"), "en");
+    assert_string_equal(row_str(rows, 1, "consent_source"), "verbal");
+    assert_string_equal(row_str(rows, 2, "error"), "invalid_phone");
+    assert_string_equal(row_str(rows, 2, "phone"), "01 23 45 67 89");
+    assert_non_null(row_str(rows, 2, "message"));
+    assert_string_equal(row_str(rows, 3, "error"), "missing_consent");
+    assert_string_equal(row_str(rows, 4, "error"), "invalid_language");
+    assert_string_equal(row_str(rows, 5, "error"), "invalid_consent");
+    json_decref(rows);
+
+    /* ',' separator, columns in another order, no trailing newline, a quoted line break */
+    n = csv("consent,phone,first_name\nsms,+33612345678,\"Jean\nPierre\"\nverbal,0612345679,Ana",
+            &rows, &why);
+    assert_int_equal(n, 2);
+    assert_string_equal(row_str(rows, 0, "first_name"), "Jean\nPierre");
+    assert_string_equal(row_str(rows, 1, "phone"), "+33612345679");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rows, 1), "line")), 4);
+    assert_string_equal(row_str(rows, 1, "language"), "fr");
+    json_decref(rows);
+
+    /* a first name too long, and bytes that are not UTF-8 */
+    char big[200];
+    snprintf(big, sizeof big, "telephone;prenom;consentement\n0612345678;%090d;oral\n", 7);
+    n = csv(big, &rows, &why);
+    assert_int_equal(n, 1);
+    assert_string_equal(row_str(rows, 0, "error"), "invalid_first_name");
+    json_decref(rows);
+    n = csv("telephone;prenom;consentement\n0612345678;Ren\xE9;oral\n", &rows, &why);
+    assert_int_equal(n, 1);
+    assert_string_equal(row_str(rows, 0, "error"), "invalid_text");
+    assert_string_equal(row_str(rows, 0, "first_name"), "?");
+    json_decref(rows);
+
+    /* whole-file refusals: empty, no phone column, data without a header, open quote */
+    assert_int_equal(csv("", &rows, &why), -1);
+    assert_non_null(why);
+    assert_int_equal(csv("\n\n", &rows, &why), -1);
+    assert_int_equal(csv("prenom;langue\nAli;fr\n", &rows, &why), -1);
+    assert_non_null(strstr(why, "telephone"));
+    assert_int_equal(csv("0612345678;Ali;fr;oral\n", &rows, &why), -1);
+    assert_int_equal(csv("telephone;prenom\n\"0612345678;Ali\n", &rows, &why), -1);
+    assert_non_null(strstr(why, "Guillemet"));
+    /* a header only: no resident, no refusal */
+    assert_int_equal(csv("telephone;prenom;langue;consentement\n", &rows, &why), 0);
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+}
+
+static void test_csv_limit(void **state)
+{
+    (void)state;
+    size_t cap = (GW_ADMIN_CSV_MAX + 2) * 32;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t o = (size_t)snprintf(buf, cap, "telephone;consentement\n");
+    for (int i = 0; i < GW_ADMIN_CSV_MAX; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "06%08d;oral\n", i);
+    json_t *rows;
+    const char *why;
+    assert_int_equal(gw_admin_csv_parse(buf, o, "FR", &rows, &why), GW_ADMIN_CSV_MAX);
+    json_decref(rows);
+    o += (size_t)snprintf(buf + o, cap - o, "0699999999;oral\n");
+    assert_int_equal(gw_admin_csv_parse(buf, o, "FR", &rows, &why), -1);
+    assert_non_null(strstr(why, "2000"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoints), cmocka_unit_test(test_query),
         cmocka_unit_test(test_local),     cmocka_unit_test(test_reminders),
-        cmocka_unit_test(test_residents),
+        cmocka_unit_test(test_residents), cmocka_unit_test(test_endpoints_more),
+        cmocka_unit_test(test_csv),       cmocka_unit_test(test_csv_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,697 @@
+// Browser and API tests of the admin UI's second increment (run by run.sh after
+// admin.test.mjs, against the same gatewayd and database): Emplois, Alertes, Paramètres, the
+// residents' CSV import, editing a reminder, the Accueil's routes from the API, loan errors in
+// French; and what the new endpoints refuse (401, 403 CSRF, 403 role, 404 other centre).
+import {chromium} from 'playwright-core';
+import assert from 'node:assert/strict';
+import {createRequire} from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+const BASE = process.env.PASSERELLE_URL;
+const ADMIN = `${BASE}/admin/`;
+const ARTIFACTS = process.env.PASSERELLE_ARTIFACTS || path.resolve('browser-artifacts');
+const CHROMIUM = process.env.PASSERELLE_CHROMIUM || '/usr/bin/chromium';
+const pw = (v) => fs.readFileSync(process.env[v], 'utf8').trim();
+const PASSWORDS = {agnes: pw('PW_ADMIN_FILE'), victor: pw('PW_VIEWER_FILE'), bruno: pw('PW_B_FILE'),
+  sami: pw('PW_STAFF_FILE')};
+const TZ = 'Europe/Paris';
+assert.ok(BASE, 'PASSERELLE_URL is not set: run this through run.sh');
+fs.mkdirSync(ARTIFACTS, {recursive: true});
+
+/* ------------------------------------------------------------------ runner and helpers */
+
+const steps = [];
+const step = (name, fn, opts = {}) => steps.push({name, fn, ...opts});
+const state = {};
+const log = (...a) => console.log(...a);
+let page = null;
+let browser;
+let context;
+let shotNo = 50;
+const pageErrors = [];
+
+async function waitUntil(fn, what, timeout = 15000, every = 100) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+async function shot(p, name) {
+  shotNo += 1;
+  const file = path.join(ARTIFACTS, `${shotNo}-${name}.png`);
+  await p.screenshot({path: file, fullPage: true});
+  log(`    screenshot: ${file}`);
+}
+
+async function axe(p, label) {
+  await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
+  const res = await p.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, {resultTypes: ['violations']});
+    return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' '))}));
+  });
+  for (const v of res) log(`    axe ${label}: ${v.impact} ${v.id} — ${v.help} (${v.nodes.join(', ')})`);
+  if (!res.length) log(`    axe ${label}: no violation`);
+  const bad = res.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.equal(bad.length, 0, `axe: serious/critical on ${label}: ${bad.map((v) => `${v.id} ${v.nodes.join(', ')}`).join('; ')}`);
+}
+
+async function raw(method, p, {body, headers = {}} = {}) {
+  const h = {...headers};
+  if (body !== undefined) h['Content-Type'] = 'application/json';
+  const res = await fetch(`${BASE}/admin/api/${p}`, {method, headers: h,
+    body: body === undefined ? undefined : JSON.stringify(body), redirect: 'manual'});
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    json = null;
+  }
+  return {status: res.status, headers: res.headers, text, json};
+}
+
+class Session {
+  constructor(login) {
+    this.login = login;
+  }
+
+  async open(password = PASSWORDS[this.login]) {
+    const r = await raw('POST', 'login', {body: {login: this.login, password}});
+    assert.equal(r.status, 200, `login ${this.login}: ${r.status} ${r.text}`);
+    this.cookie = r.headers.get('set-cookie').split(';')[0];
+    this.csrf = r.json.csrf;
+    this.me = r.json;
+    return this;
+  }
+
+  req(method, p, {body, csrf = true} = {}) {
+    const headers = {Cookie: this.cookie};
+    if (csrf && method !== 'GET') headers['X-CSRF-Token'] = this.csrf;
+    return raw(method, p, {body, headers});
+  }
+}
+
+async function inbound(from, text) {
+  const res = await fetch(`${BASE}/providers/sim/inbound`, {method: 'POST',
+    headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+    body: new URLSearchParams({from, text}).toString()});
+  assert.equal(res.status, 200, `inbound '${text}': ${res.status}`);
+}
+
+const h1 = (name) => page.getByRole('heading', {level: 1, name, exact: true});
+
+async function go(hash, title) {
+  await page.evaluate((x) => { location.hash = x; }, hash);
+  if (title) await h1(title).waitFor();
+  await page.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
+}
+
+async function statusText(re) {
+  return waitUntil(async () => re.exec(await page.locator('#status').innerText()), `status ${re}`);
+}
+
+async function noError() {
+  const t = (await page.locator('#errors').innerText()).trim();
+  assert.equal(t, '', `the error area shows: ${t}`);
+}
+
+function paris(minutesFromNow = 0) {
+  const d = new Date(Date.now() + minutesFromNow * 60000);
+  const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {timeZone: TZ, year: 'numeric',
+    month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'})
+    .formatToParts(d).map((x) => [x.type, x.value]));
+  return {date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}`};
+}
+
+/* ================================================================== API: no session */
+
+const NEW_ENDPOINTS = [
+  ['GET', 'jobs'], ['POST', 'jobs'], ['POST', 'jobs/1/expire'], ['POST', 'job-categories'],
+  ['GET', 'alerts'], ['POST', 'alert-topics'], ['POST', 'alerts/preview'], ['POST', 'alerts'],
+  ['GET', 'routes'], ['PUT', 'routes'], ['GET', 'settings'], ['PATCH', 'settings'],
+  ['PUT', 'templates'], ['POST', 'templates/preview'], ['POST', 'templates/reset'],
+  ['POST', 'staff'], ['POST', 'staff/1/password'], ['POST', 'staff/1/disable'], ['POST', 'staff/1/enable'],
+  ['POST', 'partners'], ['POST', 'partners/1/revoke'], ['POST', 'api-keys'], ['POST', 'api-keys/1/revoke'],
+  ['POST', 'residents/import'], ['GET', 'reminders/1'], ['PATCH', 'reminders/1'],
+];
+
+step('API: every new endpoint answers 401 without a session', async () => {
+  for (const [m, p] of NEW_ENDPOINTS) {
+    const r = await raw(m, p, {body: m === 'GET' ? undefined : {}});
+    assert.equal(r.status, 401, `${m} ${p}: ${r.status} ${r.text}`);
+    assert.equal(r.json?.error?.code, 'unauthenticated');
+  }
+  log(`    ${NEW_ENDPOINTS.length} endpoints: 401`);
+});
+
+step('set-up: residents subscribed to the SORTIE alerts (by SMS), a staff member', async () => {
+  const a = await new Session('agnes').open();
+  state.agnes = a;
+  state.subs = [];
+  for (const [phone, name] of [['06 40 00 00 01', 'Inès'], ['06 40 00 00 02', 'Karim']]) {
+    const r = await a.req('POST', 'residents', {body: {phone, first_name: name, consent_source: 'paper'}});
+    assert.equal(r.status, 201, r.text);
+    state.subs.push(r.json);
+    await inbound(r.json.phone, 'ALERTE SORTIE');
+  }
+  await waitUntil(async () => {
+    const r = await a.req('GET', 'alerts');
+    const t = r.json.topics.find((x) => x.name === 'sortie');
+    return t && t.recipients === 2;
+  }, 'two subscribers to SORTIE');
+  state.sami = await new Session('sami').open();
+});
+
+/* ================================================================== browser */
+
+async function newContext(opts = {}) {
+  const ctx = await browser.newContext({locale: 'fr-FR', timezoneId: TZ, acceptDownloads: true,
+    viewport: {width: 1280, height: 900}, ...opts});
+  await ctx.addInitScript({path: require.resolve('axe-core/axe.min.js')});
+  return ctx;
+}
+
+async function newPage(ctx) {
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  p.on('console', (m) => {
+    if (m.type() === 'error' && !/status of (401|403|409|422)/.test(m.text())) pageErrors.push(`console: ${m.text()}`);
+  });
+  return p;
+}
+
+async function login(p, user, password = PASSWORDS[user]) {
+  await p.getByLabel('Identifiant').fill(user);
+  await p.getByLabel('Mot de passe').fill(password);
+  await p.getByRole('button', {name: 'Se connecter'}).click();
+  await p.getByRole('heading', {level: 1, name: 'Accueil', exact: true}).waitFor();
+}
+
+step('browser: chromium starts and agnes (admin) logs in', async () => {
+  browser = await chromium.launch({executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage']});
+  context = await newContext();
+  page = await newPage(context);
+  await page.goto(ADMIN);
+  await h1('Connexion').waitFor();
+  await login(page, 'agnes');
+}, {critical: true});
+
+step('Accueil: routes and credit come from GET routes (not /healthz)', async () => {
+  const urls = [];
+  page.on('request', (r) => urls.push(r.url()));
+  await go('#/habitants', 'Habitants');
+  await go('#/', 'Accueil');
+  const routes = page.getByRole('table', {name: 'État des voies d’envoi'});
+  await routes.getByRole('rowheader', {name: /^sim/}).waitFor();
+  await routes.getByRole('columnheader', {name: 'Crédit'}).waitFor();
+  assert.ok(urls.some((u) => u.endsWith('/admin/api/routes')), 'GET routes was called');
+  assert.ok(!urls.some((u) => u.includes('/healthz')), 'no /healthz call');
+  const r = await state.agnes.req('GET', 'routes');
+  assert.equal(r.status, 200);
+  assert.equal(r.json.routes[0].name, 'sim');
+  assert.ok(r.json.available.includes('simb'));
+  assert.ok(!JSON.stringify(r.json).includes('keyid'), 'no credential in the answer');
+});
+
+step('Emplois: add a category, publish an offer, see it and its subscribers, retire it', async () => {
+  await page.getByRole('navigation', {name: 'Menu principal'}).getByRole('link', {name: 'Emplois'}).click();
+  await h1('Offres d’emploi').waitFor();
+  await page.getByLabel('Nom du métier').fill('Espaces verts');
+  await page.getByRole('button', {name: 'Ajouter le métier'}).click();
+  await statusText(/Métier « Espaces verts » ajouté \(JOB ESPACES VERTS\)/);
+  const cats = page.getByRole('table', {name: 'Métiers et abonnés'});
+  await cats.getByRole('rowheader', {name: 'Espaces verts'}).waitFor();
+  await page.getByLabel('Intitulé').fill('Jardinier H/F');
+  await page.getByLabel('Description').fill('CDD 3 mois, 35 h.');
+  await page.getByLabel('Contact').fill('Mission locale, 03 20 00 00 00');
+  await page.getByLabel('Métier', {exact: true}).selectOption('espaces verts');
+  await page.getByRole('button', {name: 'Publier l’offre'}).click();
+  const m = await statusText(/Offre n° (\d+) publiée/);
+  state.jobNumber = Number(m[1]);
+  const offers = page.getByRole('table', {name: 'Offres en cours'});
+  await offers.getByText('Jardinier H/F').waitFor();
+  await noError();
+  await axe(page, 'Emplois');
+  await shot(page, 'emplois');
+  const jobs = await state.agnes.req('GET', 'jobs');
+  const job = jobs.json.jobs.find((j) => j.number === state.jobNumber);
+  assert.equal(job.category, 'espaces verts');
+  assert.ok(job.active);
+  state.jobId = job.id;
+  page.once('dialog', (d) => d.accept());
+  await offers.getByRole('button', {name: `Retirer l’offre n° ${state.jobNumber} (Jardinier H/F)`}).click();
+  await statusText(new RegExp(`Offre n° ${state.jobNumber} retirée`));
+  await page.getByRole('table', {name: 'Offres terminées'}).getByText('Jardinier H/F').waitFor();
+  const after = await state.agnes.req('GET', 'jobs');
+  assert.equal(after.json.jobs.find((j) => j.id === state.jobId).active, false);
+});
+
+step('Alertes: preview shows the SMS and its recipients; send it; staff above the limit is refused', async () => {
+  await go('#/alertes', 'Alertes');
+  await page.getByLabel('Thème', {exact: true}).selectOption('sortie');
+  await page.getByLabel('Texte de l’alerte').fill('Sortie au parc samedi 14 h, rendez-vous devant le centre.');
+  await waitUntil(async () => /envoyée à 2 personnes/.test(await page.locator('#apercu-destinataires').innerText()), 'the recipients count');
+  await page.locator('#apercu-alerte').getByText('Sortie au parc samedi 14 h').waitFor();
+  const size = await page.locator('#apercu-alerte-taille').innerText();
+  assert.match(size, /1 SMS/);
+  assert.match(size, /GSM-7/);
+  await axe(page, 'Alertes');
+  await shot(page, 'alertes');
+  // urgent: the test may run during the quiet hours (20:00-08:00, Sundays), when a normal
+  // alert waits for the morning
+  await page.getByLabel('Urgent (part même pendant les heures calmes)').check();
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', {name: 'Envoyer l’alerte'}).click();
+  await statusText(/Alerte envoyée à 2 personnes/);
+  await page.getByRole('table', {name: 'Alertes envoyées'}).getByText('Sortie au parc samedi 14 h', {exact: false}).waitFor();
+  await noError();
+  // the scheduler releases it through the one alert path: two SMS to the subscribers
+  await waitUntil(async () => {
+    const r = await state.agnes.req('GET', 'alerts');
+    return r.json.alerts[0].sent === 2;
+  }, 'both alert SMS released', 20000);
+  // staff: at most staff_alert_max recipients (set to 1 here); an admin may send to more
+  const set = await state.agnes.req('PATCH', 'settings', {body: {settings: {staff_alert_max: '1'}}});
+  assert.equal(set.status, 200, set.text);
+  const big = await state.sami.req('POST', 'alerts', {body: {topic: 'sortie', text: 'Test'}});
+  assert.equal(big.status, 403, big.text);
+  assert.equal(big.json.error.code, 'too_large');
+  assert.match(big.json.error.message, /seul un administrateur/);
+  const prev = await state.sami.req('POST', 'alerts/preview', {body: {topic: 'sortie', text: 'Test'}});
+  assert.equal(prev.json.allowed, false);
+  assert.equal(prev.json.recipients, 2);
+  const long = await state.agnes.req('POST', 'alerts', {body: {topic: 'sortie', text: 'x'.repeat(1001)}});
+  assert.equal(long.status, 422);
+  await state.agnes.req('PATCH', 'settings', {body: {settings: {staff_alert_max: ''}}});
+  const ok = await state.sami.req('POST', 'alerts', {body: {topic: 'sortie', text: 'Rappel : sortie samedi.'}});
+  assert.equal(ok.status, 202, ok.text);
+  assert.equal(ok.json.recipients, 2);
+});
+
+step('Paramètres: centre settings, poster number, a template edited and previewed, then back to default', async () => {
+  await page.getByRole('navigation', {name: 'Menu principal'}).getByRole('link', {name: 'Paramètres'}).click();
+  await h1('Paramètres').waitFor();
+  await page.getByLabel('Nom dans les SMS').fill('CS Oliviers');
+  await page.getByLabel('SMS par jour et par habitant (au plus)').fill('4');
+  await page.getByLabel('Numéro SMS du centre (affiche)').fill('06 99 88 77 66');
+  await page.getByLabel('Code USSD (affiche)').fill('*321#');
+  await page.getByRole('button', {name: 'Enregistrer les réglages'}).click();
+  await statusText(/Réglages du centre enregistrés/);
+  const s = await state.agnes.req('GET', 'settings');
+  assert.equal(s.json.centre.settings.display_name, 'CS Oliviers');
+  assert.equal(s.json.centre.settings.daily_cap, '4');
+  const me = await (await new Session('agnes').open()).req('GET', 'me');
+  assert.equal(me.json.centre.sms_number, '06 99 88 77 66', 'the poster number comes with the session');
+  assert.equal(me.json.centre.ussd_code, '*321#');
+  const bad = await state.agnes.req('PATCH', 'settings', {body: {settings: {quiet_start: '25:00'}}});
+  assert.equal(bad.status, 422);
+  assert.match(bad.json.error.message, /heures calmes/);
+  // a template
+  await page.getByLabel('Modèle', {exact: true}).selectOption('unknown');
+  await page.getByLabel('Texte', {exact: true}).fill('Votre message est transmis à {centre}.');
+  await page.getByRole('button', {name: 'Aperçu'}).click();
+  await page.locator('#apercu-modele').getByText('Votre message est transmis à CS Oliviers.').waitFor();
+  await page.getByRole('button', {name: 'Enregistrer le modèle'}).click();
+  await statusText(/Modèle « unknown » enregistré/);
+  const t = (await state.agnes.req('GET', 'settings')).json.templates.find((x) => x.name === 'unknown');
+  assert.equal(t.custom, true);
+  const unknown = await state.agnes.req('PUT', 'templates', {body: {name: 'ack_ok', body: 'Merci {centre}'}});
+  assert.equal(unknown.status, 422);
+  await page.getByRole('button', {name: 'Revenir au modèle d’origine'}).click();
+  await statusText(/remis à l’origine/);
+  const t2 = (await state.agnes.req('GET', 'settings')).json.templates.find((x) => x.name === 'unknown');
+  assert.equal(t2.custom, false);
+  // routes: simb first, then sim
+  const r = await state.agnes.req('PUT', 'routes', {body: {routes: ['simb', 'sim']}});
+  assert.equal(r.status, 200, r.text);
+  const wrong = await state.agnes.req('PUT', 'routes', {body: {routes: ['nope']}});
+  assert.equal(wrong.status, 422);
+  await state.agnes.req('PUT', 'routes', {body: {routes: ['sim']}});
+  await noError();
+  await axe(page, 'Paramètres');
+  await shot(page, 'parametres');
+});
+
+step('Paramètres: create a staff account (password shown once), log in with it, reset it, old sessions end', async () => {
+  await go('#/parametres', 'Paramètres');
+  const form = page.getByRole('form', {name: 'Nouveau compte'});
+  await form.getByLabel('Identifiant').fill('nadia');
+  await form.getByLabel('Nom').fill('Nadia Benali');
+  await form.getByLabel('Rôle').selectOption('referent');
+  await form.getByRole('button', {name: 'Créer le compte'}).click();
+  await statusText(/Compte nadia créé/);
+  const first = await waitUntil(async () => {
+    const v = await page.locator('#secret-compte .secret-value').allInnerTexts();
+    return v.length ? v[0].trim() : null;
+  }, 'the password shown once');
+  assert.match(first, /^[A-Za-z2-9]{4}-[A-Za-z2-9]{4}-[A-Za-z2-9]{4}$/);
+  const n1 = await new Session('nadia').open(first);
+  assert.equal(n1.me.role, 'referent');
+  // the admin sets a new password: nadia's session ends, the new password works
+  const row = page.getByRole('table', {name: 'Comptes'}).getByRole('row').filter({hasText: 'nadia'});
+  await row.getByLabel('Mot de passe', {exact: true}).fill('Un-mot-de-passe-choisi');
+  page.once('dialog', (d) => d.accept());
+  await row.getByRole('button', {name: 'Nouveau mot de passe pour nadia'}).click();
+  await statusText(/Mot de passe de nadia changé/);
+  assert.equal((await n1.req('GET', 'me')).status, 401, 'the old session is ended');
+  const old = await raw('POST', 'login', {body: {login: 'nadia', password: first}});
+  assert.equal(old.status, 401);
+  // and log in with it in a browser
+  const ctx = await newContext();
+  const p = await newPage(ctx);
+  await p.goto(ADMIN);
+  await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
+  await p.getByLabel('Identifiant').fill('nadia');
+  await p.getByLabel('Mot de passe').fill('Un-mot-de-passe-choisi');
+  await p.getByRole('button', {name: 'Se connecter'}).click();
+  await p.getByRole('heading', {level: 1, name: 'Accueil', exact: true}).waitFor();
+  assert.equal(await p.getByRole('link', {name: 'Paramètres'}).count(), 0, 'no Paramètres for a referent');
+  await ctx.close();
+  // a generated reset, shown once
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('table', {name: 'Comptes'}).getByRole('button', {name: 'Nouveau mot de passe pour nadia'}).click();
+  await waitUntil(async () => /^[A-Za-z2-9]{4}-/.test(await page.locator('#secret-compte .secret-value').innerText()), 'a generated password');
+  const gen = (await page.locator('#secret-compte .secret-value').innerText()).trim();
+  await new Session('nadia').open(gen);
+  // disable it
+  await page.getByRole('button', {name: 'Désactiver le compte nadia'}).click();
+  await statusText(/Compte nadia désactivé/);
+  const dis = await raw('POST', 'login', {body: {login: 'nadia', password: gen}});
+  assert.equal(dis.status, 401, 'a disabled account cannot log in');
+  const audit = await state.agnes.req('GET', 'audit?limit=200');
+  const actions = new Set(audit.json.entries.map((e) => e.action));
+  for (const x of ['staff.create', 'staff.password', 'staff.disable', 'centre.update', 'template.update',
+    'template.reset', 'job.create', 'job.expire', 'alert.send', 'centre.routes']) {
+    assert.ok(actions.has(x), `audit has ${x}`);
+  }
+  assert.ok(!JSON.stringify(audit.json).includes('Un-mot-de-passe-choisi'), 'no password in the audit log');
+});
+
+step('Paramètres: a partner and an API key, their secrets shown once, then revoked', async () => {
+  await go('#/parametres', 'Paramètres');
+  const form = page.getByRole('form', {name: 'Nouveau partenaire'});
+  await form.getByLabel('Nom').fill('Mission locale');
+  await form.getByLabel('sortie').check();
+  await form.getByLabel('Peut publier des offres d’emploi').check();
+  await form.getByRole('button', {name: 'Créer le partenaire'}).click();
+  await statusText(/Partenaire créé/);
+  const secrets = await waitUntil(async () => {
+    const v = await page.locator('#secret-partenaire .secret-value').allInnerTexts();
+    return v.length === 2 ? v : null;
+  }, 'the partner’s key id and secret');
+  assert.match(secrets[0], /^pk_[0-9a-f]{16}$/);
+  assert.match(secrets[1], /^[0-9a-f]{64}$/);
+  const s = await state.agnes.req('GET', 'settings');
+  assert.ok(!s.text.includes(secrets[1]), 'the secret is not listed again');
+  await page.getByLabel('Libellé de la nouvelle clé').fill('Logiciel RDV');
+  await page.getByRole('button', {name: 'Créer une clé'}).click();
+  await statusText(/Clé d’API créée/);
+  const key = await waitUntil(async () => {
+    const v = await page.locator('#secret-cle .secret-value').allInnerTexts();
+    return v.length ? v[0].trim() : null;
+  }, 'the API key shown once');
+  assert.match(key, /^psk_[0-9a-f]{12}_[0-9a-f]{32}$/);
+  // the key sends an SMS through the public API
+  const send = await fetch(`${BASE}/api/v1/messages`, {method: 'POST',
+    headers: {Authorization: `Bearer ${key}`, 'Content-Type': 'application/json'},
+    body: JSON.stringify({to: '+33640000001', text: 'Test de clé'})});
+  assert.equal(send.status, 202, `a message with the new key: ${send.status}`);
+  const prefix = key.split('_').slice(0, 2).join('_');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', {name: `Révoquer la clé ${prefix}`}).click();
+  await statusText(/révoquée/);
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', {name: 'Révoquer le partenaire Mission locale'}).click();
+  await statusText(/Partenaire Mission locale révoqué/);
+  await noError();
+});
+
+step('Habitants: a CSV with a bad line shows the errors and imports nothing; a good one imports all', async () => {
+  await go('#/habitants', 'Habitants');
+  await page.getByRole('link', {name: 'Importer un fichier CSV'}).click();
+  await h1('Importer des habitants').waitFor();
+  const bad = 'telephone;prenom;langue;consentement\n06 50 00 00 01;Rose;fr;papier\n01 23 45 67 89;Hugo;fr;oral\n06 50 00 00 03;Jade;fr;\n06 50 00 00 01;Rose bis;fr;sms\n06 40 00 00 01;Inès;fr;papier\n';
+  await page.getByLabel('Fichier CSV').setInputFiles({name: 'habitants.csv', mimeType: 'text/csv', buffer: Buffer.from(bad)});
+  await page.getByRole('button', {name: 'Vérifier le fichier'}).click();
+  await page.locator('#resume-import').getByText(/4 lignes en erreur sur 5 : rien n’est importé/).waitFor();
+  const lines = page.getByRole('table', {name: 'Lignes du fichier'});
+  await lines.getByRole('row').filter({hasText: 'Hugo'}).getByText(/pas un numéro de portable valide/).waitFor();
+  await lines.getByRole('row').filter({hasText: 'Jade'}).getByText(/Accord de l'habitant manquant/).waitFor();
+  await lines.getByRole('row').filter({hasText: 'Rose bis'}).getByText(/déjà sur une ligne plus haut/).waitFor();
+  await lines.getByRole('row').filter({hasText: 'Inès'}).getByText(/Un habitant a déjà ce numéro/).waitFor();
+  assert.equal(await page.getByRole('button', {name: /^Importer \d/}).count(), 0, 'no import button');
+  await axe(page, 'Importer des habitants');
+  await shot(page, 'import-erreurs');
+  const none = await state.agnes.req('GET', 'residents?q=Rose');
+  assert.equal(none.json.residents.length, 0, 'nothing imported');
+  // confirming a file with errors imports nothing either
+  const forced = await state.agnes.req('POST', 'residents/import', {body: {csv: bad, confirm: true}});
+  assert.equal(forced.status, 422);
+  assert.equal((await state.agnes.req('GET', 'residents?q=Rose')).json.residents.length, 0);
+  const good = 'Téléphone,Prénom,Langue,Consentement\r\n06 50 00 00 01,Rose,fr,papier\r\n06 50 00 00 02,"Hugo, dit ""Hu""",en,oral\r\n';
+  await page.getByLabel('Fichier CSV').setInputFiles({name: 'habitants2.csv', mimeType: 'text/csv', buffer: Buffer.from(good)});
+  await page.getByRole('button', {name: 'Vérifier le fichier'}).click();
+  await page.locator('#resume-import').getByText(/2 habitants prêts à être importés/).waitFor();
+  assert.equal((await state.agnes.req('GET', 'residents?q=Rose')).json.residents.length, 0, 'still nothing before the confirmation');
+  await page.getByRole('button', {name: 'Importer 2 habitants'}).click();
+  await statusText(/2 habitants importés/);
+  const rose = (await state.agnes.req('GET', 'residents?q=Rose')).json.residents;
+  assert.equal(rose.length, 1);
+  assert.equal(rose[0].consent_source, 'paper');
+  const hugo = (await state.agnes.req('GET', 'residents?q=Hugo')).json.residents[0];
+  assert.equal(hugo.first_name, 'Hugo, dit "Hu"');
+  assert.equal(hugo.language, 'en');
+  await noError();
+});
+
+step('Rappels: edit a reminder (monthly → weekly) and see the new next dates', async () => {
+  const rid = state.subs[0].id;
+  const start = paris(24 * 60).date;
+  const made = await state.agnes.req('POST', 'reminders', {body: {resident_id: rid, text: 'Atelier CV',
+    schedule: 'rrule', rrule: 'FREQ=MONTHLY;BYMONTHDAY=28', start: `${start} 10:00`}});
+  assert.equal(made.status, 201, made.text);
+  const id = made.json.id;
+  const before = await waitUntil(async () => (await state.agnes.req('GET', `reminders/${id}`)).json.next_at, 'the first next_at');
+  await go(`#/habitants/${rid}`, 'Inès');
+  await page.getByRole('link', {name: 'Modifier le rappel « Atelier CV »'}).click();
+  await h1('Modifier le rappel').waitFor();
+  assert.equal(await page.getByLabel('Fréquence').inputValue(), 'monthly');
+  assert.equal(await page.getByLabel('Le jour du mois').inputValue(), '28');
+  await page.getByLabel('Texte du SMS').fill('Atelier CV, salle 2');
+  await page.getByLabel('Fréquence').selectOption('weekly');
+  await page.getByLabel('mardi', {exact: true}).uncheck();
+  await page.getByLabel('mercredi', {exact: true}).check();
+  await waitUntil(async () => {
+    const d = await page.locator('#prochaines-dates li').allInnerTexts();
+    return d.length === 5 && d.every((x) => /^mercredi /.test(x)) ? d : null;
+  }, 'five Wednesdays in the preview');
+  await axe(page, 'Modifier le rappel');
+  await shot(page, 'rappel-modifier');
+  await page.getByRole('button', {name: 'Enregistrer les modifications'}).click();
+  await h1('Inès').waitFor();
+  await statusText(/Rappel modifié/);
+  const after = await waitUntil(async () => {
+    const r = (await state.agnes.req('GET', `reminders/${id}`)).json;
+    return r.next_at && r.rrule === 'FREQ=WEEKLY;BYDAY=WE' ? r : null;
+  }, 'the recomputed next_at');
+  assert.notEqual(after.next_at, before, 'a new next date');
+  const wd = new Intl.DateTimeFormat('en-GB', {timeZone: TZ, weekday: 'long'}).format(new Date(after.next_at));
+  assert.equal(wd, 'Wednesday', `next_at ${after.next_at} is a Wednesday`);
+  assert.equal(after.text, 'Atelier CV, salle 2');
+  const bad = await state.agnes.req('PATCH', `reminders/${id}`, {body: {text: 'x', schedule: 'once', at: '2001-01-01 10:00'}});
+  assert.equal(bad.status, 422);
+  await state.agnes.req('DELETE', `reminders/${id}`);
+  const cancelled = await state.agnes.req('PATCH', `reminders/${id}`, {body: {text: 'x', schedule: 'once', at: '2040-01-01 10:00'}});
+  assert.equal(cancelled.status, 409);
+});
+
+step('Prêts: an action on a loan in the wrong state is refused in French', async () => {
+  await inbound(state.subs[1].phone, 'PRET 15');
+  const loan = await waitUntil(async () => (await state.agnes.req('GET', 'loans')).json.requests.find((l) => l.code === '15'), 'the loan request');
+  const r = await state.agnes.req('POST', `loans/${loan.id}/returned`, {body: {}});
+  assert.equal(r.status, 409, r.text);
+  assert.equal(r.json.error.code, 'bad_state');
+  assert.match(r.json.error.message, /pas encore confirmé/);
+  const ok = await state.agnes.req('POST', `loans/${loan.id}/refuse`, {body: {}});
+  assert.equal(ok.status, 200, ok.text);
+  const again = await state.agnes.req('POST', `loans/${loan.id}/confirm`, {body: {days: 3}});
+  assert.equal(again.status, 409);
+  assert.match(again.json.error.message, /déjà été refusé/);
+});
+
+step('a 360 px phone: the new screens without sideways scrolling, axe still happy', async () => {
+  const ctx = await newContext({viewport: {width: 360, height: 740}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
+  const p = await newPage(ctx);
+  await p.goto(ADMIN);
+  await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
+  await login(p, 'agnes');
+  for (const [hash, title, name] of [['#/emplois', 'Offres d’emploi', 'emplois'], ['#/alertes', 'Alertes', 'alertes'],
+    ['#/parametres', 'Paramètres', 'parametres'], ['#/habitants/importer', 'Importer des habitants', 'import']]) {
+    await p.evaluate((x) => { location.hash = x; }, hash);
+    await p.getByRole('heading', {level: 1, name: title, exact: true}).waitFor();
+    await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
+    const w = await p.evaluate(() => document.documentElement.scrollWidth);
+    if (w > 361) {
+      const culprits = await p.evaluate(() => [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > 361 && !e.closest('.table-wrap'))
+        .slice(-6).map((e) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''}.${String(e.className)}`));
+      assert.fail(`${title} at 360 px: ${w} px wide; sticking out: ${culprits.join(', ')}`);
+    }
+    await axe(p, `${title} (360 px)`);
+    await shot(p, `mobile-${name}`);
+  }
+  await p.setViewportSize({width: 640, height: 450});
+  for (const [hash, title] of [['#/emplois', 'Offres d’emploi'], ['#/alertes', 'Alertes'], ['#/parametres', 'Paramètres']]) {
+    await p.evaluate((x) => { location.hash = x; }, hash);
+    await p.getByRole('heading', {level: 1, name: title, exact: true}).waitFor();
+    await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
+    const w = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(w <= 641, `${title} at 200 % zoom: ${w} px wide`);
+  }
+  await ctx.close();
+});
+
+step('a viewer sees Emplois and Alertes without the forms, and no Paramètres', async () => {
+  const ctx = await newContext();
+  const p = await newPage(ctx);
+  await p.goto(ADMIN);
+  await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
+  await login(p, 'victor');
+  assert.equal(await p.getByRole('link', {name: 'Paramètres'}).count(), 0);
+  await p.evaluate(() => { location.hash = '#/emplois'; });
+  await p.getByRole('heading', {level: 1, name: 'Offres d’emploi'}).waitFor();
+  assert.equal(await p.getByRole('button', {name: 'Publier l’offre'}).count(), 0);
+  await p.evaluate(() => { location.hash = '#/alertes'; });
+  await p.getByRole('heading', {level: 1, name: 'Alertes'}).waitFor();
+  await p.getByRole('table', {name: 'Thèmes d’alerte'}).waitFor();
+  assert.equal(await p.getByRole('button', {name: 'Envoyer l’alerte'}).count(), 0);
+  await ctx.close();
+});
+
+step('no JavaScript error on any page', async () => {
+  assert.deepEqual(pageErrors, []);
+});
+
+/* ================================================================== API: refusals */
+
+step('API: the new endpoints refuse no CSRF token (403), a viewer (403), staff where admin only (403)', async () => {
+  const a = state.agnes;
+  const v = await new Session('victor').open();
+  const changes = [
+    ['POST', 'jobs', {title: 'X', expires: '2040-01-01'}], ['POST', `jobs/${state.jobId}/expire`, {}],
+    ['POST', 'job-categories', {label: 'Pirate'}], ['POST', 'alert-topics', {label: 'Pirate'}],
+    ['POST', 'alerts', {topic: 'sortie', text: 'x'}], ['POST', 'alerts/preview', {topic: 'sortie', text: 'x'}],
+    ['PUT', 'routes', {routes: ['sim']}], ['PATCH', 'settings', {settings: {daily_cap: '9'}}],
+    ['PUT', 'templates', {name: 'help', body: 'x'}], ['POST', 'templates/preview', {name: 'help', body: 'x'}],
+    ['POST', 'templates/reset', {name: 'help'}], ['POST', 'staff', {login: 'pirate', role: 'admin'}],
+    ['POST', 'staff/1/password', {}], ['POST', 'staff/1/disable', {}], ['POST', 'staff/1/enable', {}],
+    ['POST', 'partners', {name: 'Pirate'}], ['POST', 'partners/1/revoke', {}], ['POST', 'api-keys', {label: 'x'}],
+    ['POST', 'api-keys/1/revoke', {}], ['POST', 'residents/import', {csv: 'telephone\n0612345678\n'}],
+    ['PATCH', 'reminders/1', {text: 'x', schedule: 'once', at: '2040-01-01 10:00'}],
+  ];
+  for (const [m, p, b] of changes) {
+    const none = await a.req(m, p, {body: b, csrf: false});
+    assert.equal(none.status, 403, `${m} ${p} without CSRF: ${none.status} ${none.text}`);
+    assert.equal(none.json?.error?.code, 'csrf');
+    const viewer = await v.req(m, p, {body: b});
+    assert.equal(viewer.status, 403, `viewer ${m} ${p}: ${viewer.status} ${viewer.text}`);
+    assert.equal(viewer.json?.error?.code, 'forbidden');
+  }
+  for (const [m, p] of [['GET', 'jobs'], ['GET', 'alerts'], ['GET', 'routes']]) {
+    assert.equal((await v.req(m, p)).status, 200, `viewer ${m} ${p}`);
+  }
+  assert.equal((await v.req('GET', 'settings')).status, 403, 'viewer GET settings');
+  for (const [m, p, b] of [['GET', 'settings'], ['PATCH', 'settings', {settings: {daily_cap: '9'}}],
+    ['POST', 'staff', {login: 'x', role: 'admin'}], ['POST', 'api-keys', {}], ['POST', 'residents/import', {csv: ''}]]) {
+    const r = await state.sami.req(m, p, {body: b});
+    assert.equal(r.status, 403, `staff ${m} ${p}: ${r.status}`);
+  }
+  assert.equal((await a.req('GET', 'settings')).json.centre.settings.daily_cap, '4', 'nothing changed');
+});
+
+step('API: another centre’s objects are 404, like missing ones', async () => {
+  const a = state.agnes;
+  const b = await new Session('bruno').open();
+  const sA = (await a.req('GET', 'settings')).json;
+  const nadia = sA.staff.find((x) => x.login === 'nadia');
+  const partner = sA.partners[0];
+  const key = sA.api_keys[0];
+  const rem = await a.req('POST', 'reminders', {body: {resident_id: state.subs[0].id, text: 'x', schedule: 'once', at: '2040-01-01 10:00'}});
+  const checks = [
+    ['POST', `jobs/${state.jobId}/expire`, {}], ['POST', `staff/${nadia.id}/password`, {password: 'Mot-de-passe-pirate'}],
+    ['POST', `staff/${nadia.id}/enable`, {}], ['POST', `staff/${nadia.id}/disable`, {}],
+    ['POST', `partners/${partner.id}/revoke`, {}], ['POST', `api-keys/${key.id}/revoke`, {}],
+    ['GET', `reminders/${rem.json.id}`], ['PATCH', `reminders/${rem.json.id}`, {text: 'x', schedule: 'once', at: '2040-01-01 10:00'}],
+    ['POST', 'alerts', {topic: 'sortie', text: 'Pirate'}], ['POST', 'alerts/preview', {topic: 'sortie', text: 'x'}],
+    ['POST', 'jobs/999999999/expire', {}],
+  ];
+  for (const [m, p, body] of checks) {
+    const r = await b.req(m, p, {body});
+    assert.equal(r.status, 404, `bruno ${m} ${p}: ${r.status} ${r.text}`);
+    assert.equal(r.json?.error?.code, 'not_found');
+  }
+  const jobsB = await b.req('GET', 'jobs');
+  assert.ok(!jobsB.json.jobs.some((j) => j.id === state.jobId), 'centre A’s offers are not listed in B');
+  const setB = await b.req('GET', 'settings');
+  assert.ok(!setB.json.staff.some((s) => s.login === 'agnes'), 'nor its staff');
+  assert.ok(!setB.text.includes('Mission locale'), 'nor its partners');
+  assert.equal((await a.req('GET', `reminders/${rem.json.id}`)).status, 200, 'the owner still reads it');
+  const login = await raw('POST', 'login', {body: {login: 'nadia', password: 'Mot-de-passe-pirate'}});
+  assert.equal(login.status, 401, 'B could not set A’s staff password');
+});
+
+/* ------------------------------------------------------------------ run */
+
+async function main() {
+  let failed = 0;
+  let skipRest = false;
+  log(`TAP version 13\n1..${steps.length}`);
+  for (const [i, s] of steps.entries()) {
+    const n = i + 1;
+    if (skipRest) {
+      log(`not ok ${n} - ${s.name} # SKIP an earlier critical step failed`);
+      failed += 1;
+      continue;
+    }
+    const t = Date.now();
+    try {
+      await s.fn();
+      log(`ok ${n} - ${s.name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed += 1;
+      log(`not ok ${n} - ${s.name}`);
+      log(`  ---\n  ${String(e && e.stack || e).split('\n').slice(0, 8).join('\n  ')}\n  ...`);
+      if (page) {
+        try {
+          await shot(page, `ECHEC-suite-${n}`);
+          log(`    page: ${page.url()}; error area: ${(await page.locator('#errors').innerText()).trim()}`);
+        } catch (e2) {
+          // the browser may be gone
+        }
+      }
+      if (s.critical) skipRest = true;
+    }
+  }
+  if (browser) await browser.close();
+  log(`${steps.length - failed} of ${steps.length} steps passed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
