@@ -71,12 +71,24 @@ bench_setup() {
 
 bench_track() { bench_pids+=("$1"); }
 
-# Stops a process started by this script (by its pid) and forgets it.
+# Stops a process started by this script, by its pid: SIGTERM, then SIGKILL after 10 s (Kannel's
+# test_http_server ignores SIGTERM).
+bench_stop_pid() {
+    local pid=$1
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# bench_stop_pid, and forget the pid.
 bench_kill() {
     local pid=$1 i
     [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    bench_stop_pid "$pid"
     for i in "${!bench_pids[@]}"; do
         [ "${bench_pids[$i]}" = "$pid" ] && unset 'bench_pids[i]'
     done
@@ -85,9 +97,7 @@ bench_kill() {
 
 bench_cleanup() {
     local pid
-    for pid in $daemon "${bench_pids[@]}"; do
-        if kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
-    done
+    for pid in $daemon "${bench_pids[@]}"; do bench_stop_pid "$pid"; done
     [ -n "$tmp" ] || return 0
     if [ -n "${BENCH_KEEP:-}" ]; then
         echo "kept: scripts/pgctl.sh psql $tmp/pg $pgport bench   (stop: scripts/pgctl.sh stop $tmp/pg)" >&2
