@@ -5,7 +5,8 @@
  * the calls the real service answers at https://apirest.isendpro.com/cgi-bin/. It is written only
  * from shared/reference/isendpro.md (what is publicly known of the API) and the GSM 03.38 table.
  * Usage: isendpro_mock --listen HOST:PORT [--keyid KEY]... [--dlr-url URL] [--dlr-delay-ms N]
- *        [--credit EUROS] [--record FILE] [--stop-len N] [--nostop-lifted]
+ *        [--dlr-retries N] [--dlr-retry-ms N] [--credit EUROS] [--record FILE] [--stop-len N]
+ *        [--nostop-lifted]
  * One line per request on stderr; the keyid is never printed ("keyid=***").
  *
  * What it simulates (publicly documented behaviour):
@@ -99,7 +100,8 @@ struct dlr_job {
     struct event *ev;
     struct evhttp_connection *evcon;
     json_t *rec;
-    int stage; /* 0 waiting for the delay, 1 in flight, 2 done (free on next tick) */
+    int stage; /* 0 waiting for the delay, 1 in flight, 2 done (free on next tick), 3 waiting
+                  to try again (--dlr-retries) */
     int err;   /* enum evhttp_request_error from the error callback, -1 none */
 };
 
@@ -111,6 +113,7 @@ static struct {
     long long cli_credit_cents;
     char *cli_dlr_url;
     long cli_dlr_delay_ms;
+    long cli_dlr_retries, cli_dlr_retry_ms;
     int cli_stop_len;
     int cli_nostop_lifted;
     FILE *record;
@@ -121,6 +124,7 @@ static struct {
     struct evhttp_uri *dlr_uri;
     struct evdns_base *dns; /* only when the DLR host is a name */
     long dlr_delay_ms;
+    long dlr_retries, dlr_retry_ms; /* a report not answered 2xx is sent again, that often */
     int stop_len;
     int nostop_lifted;
     enum fault mode;
@@ -804,6 +808,23 @@ static void dlr_finish(struct dlr_job *j, int code, const char *error)
 {
     char ts[40];
     now_iso(ts, sizeof ts);
+    json_int_t tries = json_integer_value(json_object_get(j->rec, "tries")) + 1;
+    json_object_set_new(j->rec, "tries", json_integer(tries));
+    if (!(code >= 200 && code < 300) && tries <= M.dlr_retries) {
+        /* Like a provider that retries its callbacks: the same report again after a pause
+         * (the connection is freed by the timer, outside libevent's own callback). */
+        json_object_set_new(j->rec, "http_status", code > 0 ? json_integer(code) : json_null());
+        json_object_set_new(j->rec, "state", json_string("retrying"));
+        json_object_set_new(j->rec, "error", error ? json_string(error) : json_null());
+        logline("dlr GET tracker=%s status=%s -> %d%s%s; again in %ld ms (try %lld of %ld)",
+                json_string_value(json_object_get(j->rec, "tracker")),
+                json_string_value(json_object_get(j->rec, "status")), code, error ? " " : "",
+                error ? error : "", M.dlr_retry_ms, (long long)tries + 1, M.dlr_retries + 1);
+        j->stage = 3;
+        struct timeval tv = ms_tv(M.dlr_retry_ms);
+        evtimer_add(j->ev, &tv);
+        return;
+    }
     json_object_set_new(j->rec, "done_at", json_string(ts));
     json_object_set_new(j->rec, "http_status", code > 0 ? json_integer(code) : json_null());
     json_object_set_new(j->rec, "accepted", json_boolean(code >= 200 && code < 300));
@@ -843,6 +864,10 @@ static void dlr_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (j->stage == 2) {
         dlr_job_free(j);
         return;
+    }
+    if (j->stage == 3 && j->evcon) {
+        evhttp_connection_free(j->evcon);
+        j->evcon = NULL;
     }
     const char *host = evhttp_uri_get_host(M.dlr_uri);
     int port = evhttp_uri_get_port(M.dlr_uri);
@@ -903,10 +928,10 @@ static void dlr_schedule(const char *tracker, const char *tel, int undeliverable
     if (!j)
         return;
     j->rec =
-        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:b, s:n}", "id",
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:b, s:n, s:i}", "id",
                   (json_int_t)++M.dlr_seq, "tracker", tracker, "tel", tel, "status",
                   undeliverable ? "undelivered" : "delivered", "url", M.dlr_url, "scheduled_at", ts,
-                  "state", "pending", "http_status", "accepted", 0, "error");
+                  "state", "pending", "http_status", "accepted", 0, "error", "tries", 0);
     j->ev = evtimer_new(M.base, dlr_timer_cb, j);
     if (!j->rec || !j->ev) {
         json_decref(j->rec);
@@ -1541,6 +1566,8 @@ static void api_request(struct evhttp_request *req, const char *path)
     }
     if (!fields)
         json_object_set_new(rec, "parse_error", json_string(why));
+    if (fault == F_SLOW)
+        json_object_set_new(rec, "delay_ms", json_integer((json_int_t)delay));
 
     struct reply r = {0, NULL, NULL, 0};
     json_t *answer = NULL;
@@ -1660,6 +1687,8 @@ static void state_reset(void)
     M.dlrs = json_array();
     M.credit_cents = M.cli_credit_cents;
     M.dlr_delay_ms = M.cli_dlr_delay_ms;
+    M.dlr_retries = M.cli_dlr_retries;
+    M.dlr_retry_ms = M.cli_dlr_retry_ms;
     dlr_set_url(M.cli_dlr_url);
     M.stop_len = M.cli_stop_len;
     M.nostop_lifted = M.cli_nostop_lifted;
@@ -1688,8 +1717,8 @@ static json_t *state_json(void)
 {
     char sh[64], cr[32];
     format_euros(M.credit_cents, cr, sizeof cr);
-    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:o, s:o, s:I, s:s?, s:I, s:i, s:b, s:I, "
-                     "s:I, s:I, s:I, s:s}",
+    return json_pack("{s:s, s:I, s:I, s:s, s:s, s:o, s:o, s:o, s:I, s:s?, s:I, s:I, s:I, s:i, "
+                     "s:b, s:I, s:I, s:I, s:I, s:s}",
                      "mode", fault_names[M.mode], "delay_ms", (json_int_t)M.delay_ms, "count",
                      (json_int_t)M.remaining, "process",
                      M.process < 0 ? "default"
@@ -1698,7 +1727,9 @@ static json_t *state_json(void)
                      "shape", shape_name(sh, sizeof sh), "blacklist", set_to_array(M.blacklist),
                      "unassigned", set_to_array(M.unassigned), "undeliverable",
                      set_to_array(M.undeliverable), "keyids", (json_int_t)json_object_size(M.keys),
-                     "dlr_url", M.dlr_url, "dlr_delay_ms", (json_int_t)M.dlr_delay_ms, "stop_len",
+                     "dlr_url", M.dlr_url, "dlr_delay_ms", (json_int_t)M.dlr_delay_ms,
+                     "dlr_retries", (json_int_t)M.dlr_retries, "dlr_retry_ms",
+                     (json_int_t)M.dlr_retry_ms, "stop_len",
                      M.stop_len, "nostop_lifted", M.nostop_lifted, "held", (json_int_t)M.nheld,
                      "dlr_jobs", (json_int_t)M.njobs, "requests",
                      (json_int_t)json_array_size(M.requests), "sent",
@@ -1829,12 +1860,17 @@ static int ctl_account(struct evhttp_request *req, json_t *b)
 {
     json_t *sl = json_object_get(b, "stop_len"), *nl = json_object_get(b, "nostop_lifted");
     json_t *du = json_object_get(b, "dlr_url"), *dd = json_object_get(b, "dlr_delay_ms");
+    json_t *dr = json_object_get(b, "dlr_retries"), *dw = json_object_get(b, "dlr_retry_ms");
     if ((sl &&
          (!json_is_integer(sl) || json_integer_value(sl) < 0 || json_integer_value(sl) > 100)) ||
         (nl && !json_is_boolean(nl)) || (du && !json_is_string(du) && !json_is_null(du)) ||
-        (dd && (!json_is_integer(dd) || json_integer_value(dd) < 0)))
+        (dd && (!json_is_integer(dd) || json_integer_value(dd) < 0)) ||
+        (dr && (!json_is_integer(dr) || json_integer_value(dr) < 0 ||
+                json_integer_value(dr) > 1000)) ||
+        (dw && (!json_is_integer(dw) || json_integer_value(dw) < 1 ||
+                json_integer_value(dw) > 600000)))
         return ctl_bad(req, "stop_len 0..100, nostop_lifted boolean, dlr_url string|null, "
-                            "dlr_delay_ms >= 0");
+                            "dlr_delay_ms >= 0, dlr_retries 0..1000, dlr_retry_ms 1..600000");
     if (du && dlr_set_url(json_string_value(du)) < 0)
         return ctl_bad(req, "dlr_url: http://host[:port]/path[?query]");
     if (sl)
@@ -1843,6 +1879,10 @@ static int ctl_account(struct evhttp_request *req, json_t *b)
         M.nostop_lifted = json_is_true(nl);
     if (dd)
         M.dlr_delay_ms = (long)json_integer_value(dd);
+    if (dr)
+        M.dlr_retries = (long)json_integer_value(dr);
+    if (dw)
+        M.dlr_retry_ms = (long)json_integer_value(dw);
     return ctl_ok(req);
 }
 
@@ -1941,7 +1981,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void usage(FILE *out)
 {
     fputs("usage: isendpro_mock --listen HOST:PORT [--keyid KEY]... [--dlr-url URL]\n"
-          "         [--dlr-delay-ms N] [--credit EUROS] [--record FILE]\n"
+          "         [--dlr-delay-ms N] [--dlr-retries N] [--dlr-retry-ms N]\n"
+          "         [--credit EUROS] [--record FILE]\n"
           "         [--stop-len N] [--nostop-lifted]\n"
           "A mock of the iSendPro HTTP API under /cgi-bin, test controls under /_mock/.\n"
           "PORT 0 picks a free port (printed on stderr: \"listening on http://HOST:PORT\").\n"
@@ -1967,6 +2008,7 @@ int main(int argc, char **argv)
     M.cli_keys = json_object();
     M.cli_credit_cents = DEFAULT_CREDIT_CENTS;
     M.cli_dlr_delay_ms = DEFAULT_DLR_DELAY_MS;
+    M.cli_dlr_retry_ms = 1000;
     M.cli_stop_len = DEFAULT_STOP_LEN;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -2000,6 +2042,18 @@ int main(int argc, char **argv)
                 return 2;
             }
             M.cli_dlr_delay_ms = v;
+        } else if (strcmp(a, "--dlr-retries") == 0) {
+            if (parse_long(val, 0, 1000, &v) < 0) {
+                fputs("isendpro_mock: bad --dlr-retries\n", stderr);
+                return 2;
+            }
+            M.cli_dlr_retries = v;
+        } else if (strcmp(a, "--dlr-retry-ms") == 0) {
+            if (parse_long(val, 1, 600000, &v) < 0) {
+                fputs("isendpro_mock: bad --dlr-retry-ms\n", stderr);
+                return 2;
+            }
+            M.cli_dlr_retry_ms = v;
         } else if (strcmp(a, "--credit") == 0) {
             char *end;
             double d = strtod(val, &end);

@@ -616,6 +616,31 @@ static char *utf16hex(const char *s)
 void r_dummy_put_sms(const char *dir, int folder, int loc, const char *from, const char *udh,
                      const char *text)
 {
+    char *c = r_dummy_sms_content(folder, from, udh, text);
+    r_dummy_put_file(dir, folder, loc, c);
+    free(c);
+}
+
+int r_dummy_try_put_file(const char *dir, int folder, int loc, const char *content)
+{
+    char tmp[4096], dst[4096];
+    snprintf(tmp, sizeof tmp, "%s/sms/%d/.try-%d", dir, folder, loc);
+    snprintf(dst, sizeof dst, "%s/sms/%d/%d", dir, folder, loc);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int ok = fputs(content, f) >= 0;
+    if (fclose(f) != 0 || !ok || rename(tmp, dst) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+char *r_dummy_sms_content(int folder, const char *from, const char *udh, const char *text)
+{
     char *hex = utf16hex(text);
     size_t hl = strlen(hex);
     size_t cap = 1024 + hl + hl / 200 * 16;
@@ -631,9 +656,8 @@ void r_dummy_put_sms(const char *dir, int folder, int loc, const char *from, con
         n += snprintf(c + n, cap - (size_t)n, "UDH = %s\n", udh);
     for (size_t i = 0, line = 0; i < hl; i += 200, line++)
         n += snprintf(c + n, cap - (size_t)n, "Text%02zu = %.200s\n", line, hex + i);
-    r_dummy_put_file(dir, folder, loc, c);
-    free(c);
     free(hex);
+    return c;
 }
 
 int r_dummy_count(const char *dir, int folder, char **names)

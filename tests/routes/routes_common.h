@@ -108,6 +108,11 @@ void r_dummy_put_file(const char *dir, int folder, int loc, const char *content)
 /* An SMS-DELIVER in Gammu's backup format (Coding Unicode); udh may be NULL. */
 void r_dummy_put_sms(const char *dir, int folder, int loc, const char *from, const char *udh,
                      const char *text);
+/* The file content r_dummy_put_sms writes (malloc'ed). Pure: callable from any thread. */
+char *r_dummy_sms_content(int folder, const char *from, const char *udh, const char *text);
+/* r_dummy_put_file that does not fail the test (for a load thread, or while the directory may
+ * be gone): writes sms/FOLDER/.try-LOC, renames it to sms/FOLDER/LOC; 0, or -1 with errno. */
+int r_dummy_try_put_file(const char *dir, int folder, int loc, const char *content);
 /* How many message files (names 1..10000) sms/FOLDER holds; their names in *names if not NULL. */
 int r_dummy_count(const char *dir, int folder, char **names);
 /* rm -rf dir. */
