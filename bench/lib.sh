@@ -12,7 +12,8 @@
 #   bench_db_fresh; bench_config "<extra ini>"; bench_centre sim; bench_daemon_start
 #
 # Environment: BENCH_BUILD_DIR (build/bench), BENCH_REV (build that commit, exported with
-# `git archive` into BENCH_BUILD_DIR-REV/src, instead of the work tree: other people's
+# `git archive` into BENCH_BUILD_DIR-rev/src and built in BENCH_BUILD_DIR-rev, instead of the
+# work tree: other people's
 # unfinished edits in a shared work tree then neither break nor colour the figures), BENCH_RESULTS (a file: each script appends
 # its table rows there, see bench_row), BENCH_KEEP=1 (leave the cluster running).
 
@@ -33,12 +34,30 @@ bench_build() {
     local src=$root rev
     if [ -n "${BENCH_REV:-}" ]; then
         rev=$(git -C "$root" rev-parse --short "${BENCH_REV}^{commit}")
-        bin=$bin-$rev
+        bin=$bin-rev
         src=$bin/src
-        if [ ! -f "$src/CMakeLists.txt" ]; then
-            rm -rf "$src" && mkdir -p "$src"
-            git -C "$root" archive "$rev" | tar -x -C "$src"
-        fi
+        # the commit's files replace those that differ only, so that make rebuilds what changed
+        rm -rf "$bin/src.new" && mkdir -p "$bin/src.new" "$src"
+        git -C "$root" archive "$rev" | tar -x -C "$bin/src.new"
+        python3 - "$bin/src.new" "$src" <<'PY'
+import filecmp, os, shutil, sys
+new, cur = sys.argv[1], sys.argv[2]
+for d, dirs, files in os.walk(new):
+    rel = os.path.relpath(d, new)
+    os.makedirs(os.path.join(cur, rel), exist_ok=True)
+    for f in files:
+        a, b = os.path.join(d, f), os.path.join(cur, rel, f)
+        if not os.path.isfile(b) or not filecmp.cmp(a, b, shallow=False):
+            shutil.copy2(a, b)
+for d, dirs, files in os.walk(cur, topdown=False):
+    rel = os.path.relpath(d, cur)
+    for f in files:
+        if not os.path.exists(os.path.join(new, rel, f)):
+            os.remove(os.path.join(d, f))
+    if not os.path.exists(os.path.join(new, rel)):
+        os.rmdir(d)
+PY
+        rm -rf "$bin/src.new"
         bench_commit=$rev
     fi
     cmake -S "$src" -B "$bin" -DCMAKE_BUILD_TYPE=Release -DPASSERELLE_TESTS=ON >/dev/null
@@ -187,7 +206,11 @@ bench_machine() {
     cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
     if [ -n "$tmp" ] && [ -S "$tmp/pg/run/.s.PGSQL.$pgport" ]; then pg=$(pg_version 2>/dev/null || true); fi
-    [ -n "$pg" ] || pg=$(cd /usr/lib/postgresql 2>/dev/null && printf '%s\n' * | sort -V | tail -n1)
+    if [ -z "$pg" ]; then # the newest server installed, as pgctl.sh picks it
+        pg=$(cd /usr/lib/postgresql 2>/dev/null && printf '%s\n' * | sort -V | tail -n1)
+        [ -z "$pg" ] || pg=$("/usr/lib/postgresql/$pg/bin/postgres" --version 2>/dev/null |
+                               sed 's/^postgres (PostgreSQL) //' || echo "$pg")
+    fi
     commit=$bench_commit
     if [ -z "$commit" ]; then
         commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
