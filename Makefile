@@ -3,13 +3,14 @@
 #   make demo        build and run the local demo (Ctrl-C stops it)
 #   make check       sanitizer build + the whole test suite (ARGS="-L unit" goes to ctest)
 #   make build       release build in build/release
+#   make bench       the benchmark set, one table (bench/run_all.sh; sizes by environment)
 #   make format      clang-format the C/C++ sources
 #   make clean       remove build/
 #   make distclean   clean, stop the demo cluster, remove var/
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help demo check build format clean distclean
+.PHONY: help demo check build bench format clean distclean
 
 BUILD_DIR := build/release
 FORMAT_DIRS := gatewayd providers flows admin tests bench
@@ -21,6 +22,8 @@ help:
 	@echo '  make check       sanitizer build + all tests against a throwaway PostgreSQL'
 	@echo '                   (ARGS="-L unit" passes arguments to ctest)'
 	@echo '  make build       release build in $(BUILD_DIR)'
+	@echo '  make bench       the benchmark set with one table of figures (bench/run_all.sh,'
+	@echo '                   5-10 min; BENCH_REV=HEAD measures the last commit, see bench/README.md)'
 	@echo '  make format      clang-format -i the C/C++ sources'
 	@echo '  make clean       remove build/'
 	@echo '  make distclean   clean, stop the demo cluster and remove var/'
@@ -35,6 +38,9 @@ check:
 build:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DPASSERELLE_TESTS=OFF
 	cmake --build $(BUILD_DIR) -j2
+
+bench:
+	bash bench/run_all.sh
 
 format:
 	@command -v clang-format >/dev/null || \
