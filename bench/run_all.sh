@@ -7,9 +7,9 @@
 #   BENCH_ONLY="send kannel" bench/run_all.sh
 #
 # Sizes (environment, defaults in brackets):
-#   BENCH_SEND_COUNT [20000]  BENCH_SEND_CONC [32]     bench_send.sh (and Kannel's, same workload)
-#   BENCH_ISP_COUNT [10000]   BENCH_ISP_CONC [32]      bench_isendpro.sh
-#   BENCH_INBOUND_COUNT [5000] BENCH_INBOUND_CONC [16] bench_inbound.sh
+#   BENCH_SEND_COUNT [50000]  BENCH_SEND_CONC [32]     bench_send.sh (and Kannel's, same workload)
+#   BENCH_ISP_COUNT [20000]   BENCH_ISP_CONC [32]      bench_isendpro.sh
+#   BENCH_INBOUND_COUNT [10000] BENCH_INBOUND_CONC [16] bench_inbound.sh
 #   BENCH_SCHED_REMINDERS [200000] BENCH_SCHED_BUSY [5000] BENCH_SCHED_FIRST [20000]
 #                                                      bench_sched.sh (busy minute 5-65 s ahead)
 #   BENCH_KANNEL [1]          0 skips kannel/bench_kannel.sh (installs kannel, kannel-extras)
@@ -20,9 +20,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-send_n=${BENCH_SEND_COUNT:-20000} send_c=${BENCH_SEND_CONC:-32}
-isp_n=${BENCH_ISP_COUNT:-10000} isp_c=${BENCH_ISP_CONC:-32}
-in_n=${BENCH_INBOUND_COUNT:-5000} in_c=${BENCH_INBOUND_CONC:-16}
+send_n=${BENCH_SEND_COUNT:-50000} send_c=${BENCH_SEND_CONC:-32}
+isp_n=${BENCH_ISP_COUNT:-20000} isp_c=${BENCH_ISP_CONC:-32}
+in_n=${BENCH_INBOUND_COUNT:-10000} in_c=${BENCH_INBOUND_CONC:-16}
 sched_rem=${BENCH_SCHED_REMINDERS:-200000} sched_busy=${BENCH_SCHED_BUSY:-5000}
 sched_first=${BENCH_SCHED_FIRST:-20000}
 only=${BENCH_ONLY:-send isendpro inbound sched kannel}
