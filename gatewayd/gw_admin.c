@@ -118,6 +118,69 @@ static void fail(struct evhttp_request *req, int status, const char *code, const
     gw_http_error(req, status, code, "%s", msg);
 }
 
+static void fail_db(struct evhttp_request *req)
+{
+    fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
+}
+
+static void fail_busy(struct evhttp_request *req)
+{
+    fail(req, 503, "busy", "Service momentanément occupé, réessayez.");
+}
+
+/* The end of an API request that fails: the French error, then r is freed. */
+static void areq_fail(struct areq *r, int status, const char *code, const char *msg)
+{
+    fail(r->req, status, code, msg);
+    areq_free(r);
+}
+
+static void areq_fail_db(struct areq *r)
+{
+    fail_db(r->req);
+    areq_free(r);
+}
+
+/* A number as the text of a SQL parameter ($n::bigint). */
+struct numtext {
+    char s[24];
+};
+
+static struct numtext as_text(long long v)
+{
+    struct numtext t;
+    snprintf(t.s, sizeof t.s, "%lld", v);
+    return t;
+}
+
+/* 1 when s is made of ASCII letters, digits and the characters of extra only. */
+static int plain_chars(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
+static int blank_text(const char *t)
+{
+    for (const char *p = t; p && *p; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
+            return 0;
+    return 1;
+}
+
+/* 1 after answering 503 busy (Retry-After: 1) when MAX_VERIFYING argon2id jobs already run. */
+static int too_busy(struct gw_admin *a, struct evhttp_request *req)
+{
+    if (a->verifying < MAX_VERIFYING)
+        return 0;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    fail_busy(req);
+    return 1;
+}
+
 static void client_address(struct evhttp_request *req, char *out, size_t len)
 {
     char *addr = NULL;
@@ -249,16 +312,23 @@ static json_t *me_json(const struct areq *r)
 static void audit(struct gw_admin *a, const struct areq *r, const char *action, const char *object,
                   json_t *detail)
 {
-    char centre[24], staff[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
     char *d = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
-    const char *p[6] = {centre, staff, r->login, action, object, d};
+    const char *p[6] = {centre.s, staff.s, r->login, action, object, d};
     if (gw_db_query(a->db, "SELECT gw_audit($1::bigint, $2::bigint, $3, $4, $5, $6::jsonb)", 6,
                     p, NULL, NULL) != GW_OK)
         gw_warn("admin", "audit entry lost (database unavailable): %s %s by %s", action, object,
                 r->login);
     free(d);
+}
+
+/* audit() of the object "kind:id". */
+static void audit_id(struct gw_admin *a, const struct areq *r, const char *action, const char *kind,
+                     long long id, json_t *detail)
+{
+    char obj[48];
+    snprintf(obj, sizeof obj, "%s:%lld", kind, id);
+    audit(a, r, action, obj, detail);
 }
 
 /* ---------------------------------------------------------------- static files */
@@ -289,10 +359,7 @@ static void on_static(struct evhttp_request *req, void *arg, const char *tail)
     const char *f = *tail ? tail : "index.html";
     /* only plain relative names: letters, digits, '-', '_', '.', '/', no "..", no hidden */
     int ok = strlen(f) < 200 && f[0] != '/' && !strstr(f, "..") && !strstr(f, "/.") && f[0] != '.';
-    for (const char *p = f; ok && *p; p++)
-        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-             *p == '-' || *p == '_' || *p == '.' || *p == '/';
-    if (!ok) {
+    if (!ok || !plain_chars(f, "-_./")) {
         gw_http_reply(req, 404, "text/plain; charset=utf-8", "introuvable\n", 12);
         return;
     }
@@ -334,26 +401,59 @@ static void on_admin_root(struct evhttp_request *req, void *arg, const char *tai
 
 /* ---------------------------------------------------------------- login */
 
+/* An argon2id job (64 MiB, about a second: a login's check, or a staff password's hash) on a
+ * short-lived thread, so that the loop never waits for it. */
+struct argon {
+    char *pw;                          /* owned, wiped when released */
+    char hash[crypto_pwhash_STRBYTES]; /* the hash checked, or the hash made */
+    int ok;                            /* the thread's result */
+    struct event *done;                /* made active by the thread when it ends */
+    pthread_t th;
+};
+
+static void argon_release(struct argon *g)
+{
+    if (g->pw) {
+        sodium_memzero(g->pw, strlen(g->pw));
+        free(g->pw);
+    }
+    if (g->done)
+        event_free(g->done);
+}
+
+/* Runs fn(arg) on a thread counted in a->verifying; fn ends with event_active(g->done), so that
+ * on_done(arg) runs on the loop. 0, or -1 after answering 503 busy (the caller frees arg). */
+static int argon_start(struct gw_admin *a, struct evhttp_request *req, struct argon *g,
+                       void *(*fn)(void *), event_callback_fn on_done, void *arg)
+{
+    g->done = event_new(a->base, -1, 0, on_done, arg);
+    a->verifying++;
+    if (pthread_create(&g->th, NULL, fn, arg) == 0)
+        return 0;
+    a->verifying--;
+    fail_busy(req);
+    return -1;
+}
+
+/* On the loop once the thread has ended: joins it and uncounts it. */
+static void argon_join(struct gw_admin *a, struct argon *g)
+{
+    pthread_join(g->th, NULL);
+    a->verifying--;
+}
+
 struct login {
     struct gw_admin *a;
     struct evhttp_request *req;
     char login[64], addr[64];
-    char *password;
-    char hash[crypto_pwhash_STRBYTES];
-    int known, ok;
+    struct argon job; /* the password given, checked against the login's hash */
+    int known;
     long long staff_id;
-    struct event *done;
-    pthread_t th;
 };
 
 static void login_free(struct login *l)
 {
-    if (l->password) {
-        sodium_memzero(l->password, strlen(l->password));
-        free(l->password);
-    }
-    if (l->done)
-        event_free(l->done);
+    argon_release(&l->job);
     free(l);
 }
 
@@ -362,7 +462,7 @@ static void session_created(void *arg, PGresult *res, const char *err)
     struct login *l = arg;
     struct gw_admin *a = l->a;
     if (err || PQntuples(res) != 1) {
-        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(l->req);
         login_free(l);
         return;
     }
@@ -388,9 +488,8 @@ static void login_verified(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct login *l = arg;
     struct gw_admin *a = l->a;
-    pthread_join(l->th, NULL);
-    a->verifying--;
-    if (!l->ok || !l->known) {
+    argon_join(a, &l->job);
+    if (!l->job.ok || !l->known) {
         a->logins_failed++;
         rate_fail(a, l->login, l->addr);
         gw_info("admin", "failed login for '%s' from %s", l->login, l->addr);
@@ -401,15 +500,15 @@ static void login_verified(evutil_socket_t fd, short what, void *arg)
     a->logins_ok++;
     rate_clear_login(a, l->login);
     unsigned char raw[32], rc[16];
-    char token[65], th[65], csrf[33], sid[24], hours[12];
+    char token[65], th[65], csrf[33], hours[12];
     randombytes_buf(raw, sizeof raw);
     randombytes_buf(rc, sizeof rc);
     sodium_bin2hex(token, sizeof token, raw, sizeof raw);
     sodium_bin2hex(csrf, sizeof csrf, rc, sizeof rc);
     hash_token(token, th);
-    snprintf(sid, sizeof sid, "%lld", l->staff_id);
+    struct numtext sid = as_text(l->staff_id);
     snprintf(hours, sizeof hours, "%d", a->cfg->admin_absolute_hours);
-    const char *p[6] = {th, sid, csrf, l->addr, hours, token};
+    const char *p[6] = {th, sid.s, csrf, l->addr, hours, token};
     if (gw_db_query(a->db,
                     "WITH s AS (INSERT INTO admin_sessions (token_hash, staff_id, csrf, address,"
                     " expires_at) VALUES ($1, $2::bigint, $3, $4,"
@@ -421,7 +520,7 @@ static void login_verified(evutil_socket_t fd, short what, void *arg)
                     "          jsonb_build_object('address', $4::text))"
                     " FROM s JOIN staff st ON st.id = s.staff_id JOIN centres c ON c.id = st.centre_id",
                     6, p, session_created, l) != GW_OK) {
-        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(l->req);
         login_free(l);
     }
 }
@@ -429,9 +528,9 @@ static void login_verified(evutil_socket_t fd, short what, void *arg)
 static void *verify_thread(void *arg)
 {
     struct login *l = arg;
-    const char *h = l->known ? l->hash : DUMMY_HASH;
-    l->ok = crypto_pwhash_str_verify(h, l->password, strlen(l->password)) == 0;
-    event_active(l->done, EV_READ, 0);
+    const char *h = l->known ? l->job.hash : DUMMY_HASH;
+    l->job.ok = crypto_pwhash_str_verify(h, l->job.pw, strlen(l->job.pw)) == 0;
+    event_active(l->job.done, EV_READ, 0);
     return NULL;
 }
 
@@ -440,22 +539,17 @@ static void login_looked_up(void *arg, PGresult *res, const char *err)
     struct login *l = arg;
     struct gw_admin *a = l->a;
     if (err) {
-        fail(l->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(l->req);
         login_free(l);
         return;
     }
     l->known = PQntuples(res) == 1 && !PQgetisnull(res, 0, 1);
     if (l->known) {
         l->staff_id = gw_db_int(res, 0, 0);
-        snprintf(l->hash, sizeof l->hash, "%s", PQgetvalue(res, 0, 1));
+        snprintf(l->job.hash, sizeof l->job.hash, "%s", PQgetvalue(res, 0, 1));
     }
-    l->done = event_new(a->base, -1, 0, login_verified, l);
-    a->verifying++;
-    if (pthread_create(&l->th, NULL, verify_thread, l) != 0) {
-        a->verifying--;
-        fail(l->req, 503, "busy", "Service momentanément occupé, réessayez.");
+    if (argon_start(a, l->req, &l->job, verify_thread, login_verified, l) < 0)
         login_free(l);
-    }
 }
 
 static void handle_login(struct gw_admin *a, struct evhttp_request *req, json_t *body)
@@ -475,11 +569,8 @@ static void handle_login(struct gw_admin *a, struct evhttp_request *req, json_t 
              "Trop d'essais. Attendez un quart d'heure ou demandez à un administrateur.");
         return;
     }
-    if (a->verifying >= MAX_VERIFYING) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        fail(req, 503, "busy", "Service momentanément occupé, réessayez.");
+    if (too_busy(a, req))
         return;
-    }
     struct login *l = calloc(1, sizeof *l);
     if (!l)
         abort();
@@ -487,29 +578,49 @@ static void handle_login(struct gw_admin *a, struct evhttp_request *req, json_t 
     l->req = req;
     snprintf(l->login, sizeof l->login, "%s", login);
     snprintf(l->addr, sizeof l->addr, "%s", addr);
-    l->password = strdup(pw);
-    if (!l->password)
+    l->job.pw = strdup(pw);
+    if (!l->job.pw)
         abort();
     const char *p[1] = {l->login};
     if (gw_db_query(a->db,
                     "SELECT st.id, st.password_hash FROM staff st"
                     " WHERE st.login = $1 AND st.disabled_at IS NULL",
                     1, p, login_looked_up, l) != GW_OK) {
-        fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(req);
         login_free(l);
     }
 }
 
 /* ---------------------------------------------------------------- generic SQL endpoints */
 
+/* The {"status", "body"} answer of gw_admin_call and of the 010 functions, or NULL after
+ * answering 503 (no answer, or not JSON). */
+static json_t *sql_answer(struct areq *r, PGresult *res, const char *err)
+{
+    json_t *j = (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+                    ? json_loads(PQgetvalue(res, 0, 0), 0, NULL)
+                    : NULL;
+    if (!j) {
+        gw_warn("admin", "%s %s: %s", r->method, r->path, err ? err : "no answer");
+        fail_db(r->req);
+    }
+    return j;
+}
+
+/* The request's body ({} without one) and query as JSON text, for $n::jsonb (caller frees). */
+static void request_texts(const struct areq *r, char **body, char **query)
+{
+    json_t *empty = r->json ? NULL : json_object();
+    *body = json_dumps(r->json ? r->json : empty, JSON_COMPACT);
+    json_decref(empty);
+    *query = json_dumps(r->query, JSON_COMPACT);
+}
+
 static void generic_done(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
-    json_t *j = (!err && PQntuples(res) == 1) ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
-    if (!j) {
-        gw_warn("admin", "%s %s: %s", r->method, r->path, err ? err : "no answer");
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-    } else {
+    json_t *j = sql_answer(r, res, err);
+    if (j) {
         int status = (int)json_integer_value(json_object_get(j, "status"));
         const char *csv = json_string_value(json_object_get(j, "csv"));
         if (csv) {
@@ -526,24 +637,18 @@ static void generic_done(void *arg, PGresult *res, const char *err)
 
 static void run_generic(struct areq *r)
 {
-    char centre[24], staff[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    json_t *empty = r->json ? NULL : json_object(); /* a request without a body */
-    char *body = json_dumps(r->json ? r->json : empty, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(empty);
-    char *query = json_dumps(r->query, JSON_COMPACT);
-    const char *p[7] = {centre, staff, r->login, r->method, r->path, body, query};
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
+    char *body, *query;
+    request_texts(r, &body, &query);
+    const char *p[7] = {centre.s, staff.s, r->login, r->method, r->path, body, query};
     int rc = gw_db_query(r->a->db,
                          "SELECT gw_admin_call($1::bigint, $2::bigint, $3, $4, $5, $6::jsonb,"
                          " $7::jsonb)",
                          7, p, generic_done, r);
     free(body);
     free(query);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+    if (rc != GW_OK)
+        areq_fail_db(r);
 }
 
 /* ---------------------------------------------------------------- residents */
@@ -559,34 +664,33 @@ static void handle_resident_create(struct areq *r)
     const char *code, *msg;
     int st = gw_admin_resident_parse(r->json, r->a->cfg->default_region, &in, &code, &msg);
     if (st) {
-        fail(r->req, st, code, msg);
-        areq_free(r);
+        areq_fail(r, st, code, msg);
         return;
     }
-    char centre[24], staff[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    const char *p[7] = {centre, staff, r->login, in.phone, in.first_name, in.language,
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
+    const char *p[7] = {centre.s, staff.s, r->login, in.phone, in.first_name, in.language,
                         in.consent};
     if (gw_db_query(r->a->db,
                     "SELECT gw_admin_resident_create($1::bigint, $2::bigint, $3, $4, $5, $6, $7)",
-                    7, p, resident_created, r) != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+                    7, p, resident_created, r) != GW_OK)
+        areq_fail_db(r);
 }
 
 /* ---------------------------------------------------------------- reminders */
 
-/* Validate a reminder body (gw_admin_parse.h); fills *in and the next (up to) 5 occurrence
- * times. Returns the count (>= 0) or -1 after answering the request with a 422. */
-static int reminder_input(struct areq *r, struct gw_admin_reminder *in, int64_t next[5])
+/* Validates the reminder body (gw_admin_parse.h): fills *in and next[] and returns the count
+ * of next occurrences (1 to 5); or answers 422 invalid_reminder (or no_occurrence: it would
+ * never fire), frees r and returns -1. */
+static int reminder_checked(struct areq *r, struct gw_admin_reminder *in, int64_t next[5])
 {
     const char *why;
     int n = gw_admin_reminder_parse(r->json, r->tz, gw_wall_ms() / 1000, in, next, &why);
     if (n < 0)
-        fail(r->req, 422, "invalid_reminder", why);
-    return n;
+        areq_fail(r, 422, "invalid_reminder", why);
+    else if (n == 0)
+        areq_fail(r, 422, "no_occurrence",
+                  "Ce rappel ne partirait jamais : les dates sont passées.");
+    return n > 0 ? n : -1;
 }
 
 struct preview {
@@ -600,7 +704,7 @@ static void preview_rendered(void *arg, PGresult *res, const char *err)
     struct preview *pv = arg;
     struct areq *r = pv->r;
     if (err || PQntuples(res) != 1) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
     } else if (PQgetisnull(res, 0, 0)) {
         fail(r->req, 404, "not_found", "Habitant introuvable.");
     } else {
@@ -633,33 +737,24 @@ static void preview_rendered(void *arg, PGresult *res, const char *err)
 static void handle_preview(struct areq *r)
 {
     struct gw_admin_reminder in;
+    int64_t next[5];
+    int n = reminder_checked(r, &in, next);
+    if (n < 0)
+        return;
     struct preview *pv = calloc(1, sizeof *pv);
     if (!pv)
         abort();
     pv->r = r;
-    pv->n = reminder_input(r, &in, pv->next);
-    if (pv->n < 0) {
-        free(pv);
-        areq_free(r);
-        return;
-    }
-    if (pv->n == 0) {
-        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
-        free(pv);
-        areq_free(r);
-        return;
-    }
-    char centre[24], resident[24], at[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(resident, sizeof resident, "%lld",
-             (long long)json_integer_value(json_object_get(r->json, "resident_id")));
-    snprintf(at, sizeof at, "%lld", (long long)pv->next[0]);
-    json_t *row = json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "centre_id", centre, "contact_id", resident,
-                            "body", in.text, "place", in.place, "appointment_local",
+    pv->n = n;
+    memcpy(pv->next, next, sizeof pv->next);
+    struct numtext centre = as_text(r->centre_id), at = as_text(next[0]),
+                   resident = as_text(json_integer_value(json_object_get(r->json, "resident_id")));
+    json_t *row = json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "centre_id", centre.s, "contact_id",
+                            resident.s, "body", in.text, "place", in.place, "appointment_local",
                             !strcmp(in.schedule, "appointment") ? in.appt_s : NULL);
     char *rj = json_dumps(row, JSON_COMPACT);
     json_decref(row);
-    const char *p[4] = {centre, resident, rj, at};
+    const char *p[4] = {centre.s, resident.s, rj, at.s};
     int rc = gw_db_query(r->a->db,
                          "SELECT gw_reminder_text(jsonb_populate_record(NULL::reminders, $3::jsonb),"
                          " to_timestamp($4::bigint)) FROM contacts"
@@ -668,7 +763,7 @@ static void handle_preview(struct areq *r)
                          4, p, preview_rendered, pv);
     free(rj);
     if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
         free(pv);
         areq_free(r);
     }
@@ -678,7 +773,7 @@ static void reminder_created(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
     if (err || PQntuples(res) > 1) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
     } else if (PQntuples(res) == 0) {
         fail(r->req, 404, "not_found", "Habitant introuvable.");
     } else {
@@ -687,47 +782,56 @@ static void reminder_created(void *arg, PGresult *res, const char *err)
     areq_free(r);
 }
 
-static void handle_reminder_create(struct areq *r)
+/* POST reminders and PATCH reminders/{id} send the same 13 parameters to sql: $1 the centre,
+ * $2 subject (the resident, or the reminder), $3 the login, $4..$12 the body (text, schedule,
+ * start, rrule, appointment, place, offsets, urgent, ack), $13 the staff id. A refused body or
+ * an unavailable database is answered here (r freed); else done answers. */
+static void reminder_write(struct areq *r, long long subject, const char *sql, gw_db_cb done)
 {
     struct gw_admin_reminder in;
     int64_t next[5];
-    int n = reminder_input(r, &in, next);
-    if (n < 0) {
-        areq_free(r);
+    if (reminder_checked(r, &in, next) < 0)
         return;
-    }
-    if (n == 0) {
-        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
-        areq_free(r);
-        return;
-    }
-    char centre[24], staff[24], resident[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    snprintf(resident, sizeof resident, "%lld",
-             (long long)json_integer_value(json_object_get(r->json, "resident_id")));
+    struct numtext centre = as_text(r->centre_id), id = as_text(subject),
+                   staff = as_text(r->staff_id);
     char *offs = json_dumps(in.offsets, JSON_COMPACT | JSON_ENCODE_ANY);
     int appt = !strcmp(in.schedule, "appointment");
-    const char *p[13] = {centre, resident, r->login, in.text, in.schedule,
+    const char *p[13] = {centre.s, id.s, r->login, in.text, in.schedule,
                          appt ? NULL : in.start_s, !strcmp(in.schedule, "rrule") ? in.rrule : NULL,
                          appt ? in.appt_s : NULL, in.place, appt ? offs : NULL,
-                         in.urgent ? "t" : "f", in.ack ? "t" : "f", staff};
-    int rc = gw_db_query(
-        r->a->db,
+                         in.urgent ? "t" : "f", in.ack ? "t" : "f", staff.s};
+    int rc = gw_db_query(r->a->db, sql, 13, p, done, r);
+    free(offs);
+    if (rc != GW_OK)
+        areq_fail_db(r);
+}
+
+static void handle_reminder_create(struct areq *r)
+{
+    reminder_write(
+        r, json_integer_value(json_object_get(r->json, "resident_id")),
         "WITH c AS (SELECT phone FROM contacts WHERE id = $2::bigint AND centre_id = $1::bigint),"
         " r AS (SELECT gw_reminder_create($1::bigint, c.phone, $3, $4, $5, $6::timestamp, $7,"
         " $8::timestamp, $9, $10::jsonb, $11::boolean, $12::boolean) AS id FROM c)"
         " SELECT r.id, gw_audit($1::bigint, $13::bigint, $3, 'reminder.create', 'reminder:' || r.id,"
         " jsonb_build_object('schedule', $5::text, 'resident', $2::bigint)) FROM r",
-        13, p, reminder_created, r);
-    free(offs);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+        reminder_created);
 }
 
 /* ---------------------------------------------------------------- sending (messages, inbox) */
+
+/* An inbox item answered is done (by this login, unless it was done before). */
+static void inbox_mark_done(const struct areq *r)
+{
+    struct numtext centre = as_text(r->centre_id), item = as_text(r->aux);
+    const char *p[3] = {centre.s, item.s, r->login};
+    if (gw_db_query(r->a->db,
+                    "UPDATE inbox SET handled_at = coalesce(handled_at, now()),"
+                    " handled_by = coalesce(handled_by, $3)"
+                    " WHERE id = $2::bigint AND centre_id = $1::bigint",
+                    3, p, NULL, NULL) != GW_OK)
+        gw_warn("admin", "inbox item %lld answered but not marked done", r->aux);
+}
 
 static void staff_sms_queued(void *arg, int err, int64_t id, int created, const char *status,
                              int segments, const char *encoding)
@@ -735,31 +839,17 @@ static void staff_sms_queued(void *arg, int err, int64_t id, int created, const 
     (void)created;
     struct areq *r = arg;
     if (err) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
     } else if (status && !strcmp(status, "opted_out")) {
         fail(r->req, 422, "opted_out",
              "Cet habitant a demandé à ne plus recevoir de SMS (STOP) : rien n'est envoyé.");
     } else {
         json_t *d = json_pack("{s:I,s:s}", "message_id", (json_int_t)id, "phone", r->phone);
-        if (r->aux > 0) {
-            /* an inbox answer: the item is done */
-            char centre[24], item[24];
-            snprintf(centre, sizeof centre, "%lld", r->centre_id);
-            snprintf(item, sizeof item, "%lld", r->aux);
-            const char *p[3] = {centre, item, r->login};
-            if (gw_db_query(r->a->db,
-                            "UPDATE inbox SET handled_at = coalesce(handled_at, now()),"
-                            " handled_by = coalesce(handled_by, $3)"
-                            " WHERE id = $2::bigint AND centre_id = $1::bigint",
-                            3, p, NULL, NULL) != GW_OK)
-                gw_warn("admin", "inbox item %lld answered but not marked done", r->aux);
-            char obj[48];
-            snprintf(obj, sizeof obj, "inbox:%lld", r->aux);
-            audit(r->a, r, "inbox.reply", obj, d);
+        if (r->aux > 0) { /* an inbox answer */
+            inbox_mark_done(r);
+            audit_id(r->a, r, "inbox.reply", "inbox", r->aux, d);
         } else {
-            char obj[48];
-            snprintf(obj, sizeof obj, "message:%lld", (long long)id);
-            audit(r->a, r, "message.send", obj, d);
+            audit_id(r->a, r, "message.send", "message", id, d);
         }
         json_decref(d);
         gw_http_json(r->req, 202,
@@ -774,13 +864,12 @@ static void recipient_found(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
     if (err) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
+        areq_fail_db(r);
         return;
     }
     if (PQntuples(res) != 1) {
-        fail(r->req, 404, "not_found", r->aux > 0 ? "Message introuvable." : "Habitant introuvable.");
-        areq_free(r);
+        areq_fail(r, 404, "not_found",
+                  r->aux > 0 ? "Message introuvable." : "Habitant introuvable.");
         return;
     }
     snprintf(r->phone, sizeof r->phone, "%s", PQgetvalue(res, 0, 0));
@@ -789,8 +878,7 @@ static void recipient_found(void *arg, PGresult *res, const char *err)
     char *t = gw_send_text(r->a->cfg, text, strlen(text), &info);
     if (!t || info.segments > r->a->cfg->max_segments) {
         free(t);
-        fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
-        areq_free(r);
+        areq_fail(r, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
         return;
     }
     struct gw_enqueue e = {.centre_id = r->centre_id,
@@ -807,38 +895,26 @@ static void recipient_found(void *arg, PGresult *res, const char *err)
 
 static void handle_send(struct areq *r, int inbox)
 {
-    const char *text = json_string_value(json_object_get(r->json, "text"));
-    int blank = 1;
-    for (const char *p = text; p && *p && blank; p++)
-        blank = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
-    if (!text || blank) {
-        fail(r->req, 422, "empty_text", "Écrivez le texte du SMS.");
-        areq_free(r);
+    if (blank_text(json_string_value(json_object_get(r->json, "text")))) {
+        areq_fail(r, 422, "empty_text", "Écrivez le texte du SMS.");
         return;
     }
-    char centre[24], id[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
+    json_t *rid = json_object_get(r->json, "resident_id");
     if (inbox) {
         r->aux = r->id;
-        snprintf(id, sizeof id, "%lld", r->id);
-    } else {
-        json_t *rid = json_object_get(r->json, "resident_id");
-        if (!json_is_integer(rid)) {
-            fail(r->req, 422, "invalid_resident", "Choisissez un habitant.");
-            areq_free(r);
-            return;
-        }
-        snprintf(id, sizeof id, "%lld", (long long)json_integer_value(rid));
+    } else if (!json_is_integer(rid)) {
+        areq_fail(r, 422, "invalid_resident", "Choisissez un habitant.");
+        return;
     }
-    const char *p[2] = {centre, id};
+    struct numtext centre = as_text(r->centre_id),
+                   id = as_text(inbox ? r->id : json_integer_value(rid));
+    const char *p[2] = {centre.s, id.s};
     int rc = gw_db_query(r->a->db,
                          inbox ? "SELECT phone FROM inbox WHERE id = $2::bigint AND centre_id = $1::bigint"
                                : "SELECT phone FROM contacts WHERE id = $2::bigint AND centre_id = $1::bigint",
                          2, p, recipient_found, r);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+    if (rc != GW_OK)
+        areq_fail_db(r);
 }
 
 /* ---------------------------------------------------------------- loans */
@@ -866,45 +942,38 @@ static const char *loan_refusal(const char *action, const char *status)
 static void loan_checked(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
+    const char *action = strrchr(r->path, '/') + 1;
+    const char *refusal =
+        !err && PQntuples(res) == 1 ? loan_refusal(action, PQgetvalue(res, 0, 0)) : NULL;
+    json_t *days = json_object_get(r->json, "days");
+    int d = json_is_integer(days) ? (int)json_integer_value(days) : 0;
     if (err) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
     } else if (PQntuples(res) != 1) {
         fail(r->req, 404, "not_found", "Prêt introuvable.");
-    } else if (loan_refusal(strrchr(r->path, '/') + 1, PQgetvalue(res, 0, 0))) {
+    } else if (refusal) {
         /* the loan is not in a state this action applies to (gw_loan_action would refuse it
          * with an English message): say why in French */
-        fail(r->req, 409, "bad_state",
-             loan_refusal(strrchr(r->path, '/') + 1, PQgetvalue(res, 0, 0)));
+        fail(r->req, 409, "bad_state", refusal);
+    } else if (d < 0 || d > 365) {
+        fail(r->req, 422, "invalid_days", "Durée du prêt : de 1 à 365 jours.");
     } else {
-        const char *action = strrchr(r->path, '/') + 1;
-        json_t *days = json_object_get(r->json, "days");
-        int d = json_is_integer(days) ? (int)json_integer_value(days) : 0;
-        if (d < 0 || d > 365) {
-            fail(r->req, 422, "invalid_days", "Durée du prêt : de 1 à 365 jours.");
-        } else {
-            char obj[48];
-            snprintf(obj, sizeof obj, "loan:%lld", r->id);
-            char act[32];
-            snprintf(act, sizeof act, "loan.%s", action);
-            audit(r->a, r, act, obj, r->json);
-            gw_flows_loan_action(r->a->flows, r->req, r->id, action, d);
-        }
+        char act[32];
+        snprintf(act, sizeof act, "loan.%s", action);
+        audit_id(r->a, r, act, "loan", r->id, r->json);
+        gw_flows_loan_action(r->a->flows, r->req, r->id, action, d);
     }
     areq_free(r);
 }
 
 static void handle_loan(struct areq *r)
 {
-    char centre[24], id[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(id, sizeof id, "%lld", r->id);
-    const char *p[2] = {centre, id};
+    struct numtext centre = as_text(r->centre_id), id = as_text(r->id);
+    const char *p[2] = {centre.s, id.s};
     if (gw_db_query(r->a->db,
                     "SELECT status FROM loans WHERE id = $2::bigint AND centre_id = $1::bigint",
-                    2, p, loan_checked, r) != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+                    2, p, loan_checked, r) != GW_OK)
+        areq_fail_db(r);
 }
 
 /* ---------------------------------------------------------------- second increment (010) */
@@ -974,13 +1043,8 @@ static void routes_fill(struct gw_admin *a, json_t *body)
 static void more_done(void *arg, PGresult *res, const char *err)
 {
     struct areq *r = arg;
-    json_t *j = (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-                    ? json_loads(PQgetvalue(res, 0, 0), 0, NULL)
-                    : NULL;
-    if (!j) {
-        gw_warn("admin", "%s %s: %s", r->method, r->path, err ? err : "no answer");
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-    } else {
+    json_t *j = sql_answer(r, res, err);
+    if (j) {
         int status = (int)json_integer_value(json_object_get(j, "status"));
         json_t *body = json_object_get(j, "body");
         if (json_is_object(body) && status >= 200 && status < 300) {
@@ -1000,32 +1064,18 @@ static void more_done(void *arg, PGresult *res, const char *err)
 
 static void run_more(struct areq *r)
 {
-    char centre[24], staff[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    json_t *empty = r->json ? NULL : json_object();
-    char *body = json_dumps(r->json ? r->json : empty, JSON_COMPACT);
-    json_decref(empty);
-    char *query = json_dumps(r->query, JSON_COMPACT);
-    const char *p[8] = {centre, staff, r->login, r->role, r->method, r->path, body, query};
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
+    char *body, *query;
+    request_texts(r, &body, &query);
+    const char *p[8] = {centre.s, staff.s, r->login, r->role, r->method, r->path, body, query};
     int rc = gw_db_query(r->a->db,
                          "SELECT gw_admin_more($1::bigint, $2::bigint, $3, $4, $5, $6, $7::jsonb,"
                          " $8::jsonb)",
                          8, p, more_done, r);
     free(body);
     free(query);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
-}
-
-static int blank_text(const char *t)
-{
-    for (const char *p = t; p && *p; p++)
-        if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
-            return 0;
-    return 1;
+    if (rc != GW_OK)
+        areq_fail_db(r);
 }
 
 /* POST alerts and alerts/preview: the text must fit the centre's SMS limits before anything
@@ -1035,8 +1085,7 @@ static void handle_more_sms(struct areq *r)
     const char *text = json_string_value(json_object_get(r->json, "text"));
     int preview = !strcmp(r->path, "alerts/preview");
     if (text && strlen(text) > 1000) {
-        fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
-        areq_free(r);
+        areq_fail(r, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
         return;
     }
     if (!preview) {
@@ -1044,14 +1093,12 @@ static void handle_more_sms(struct areq *r)
         char *t = text && !blank_text(text) ? gw_send_text(r->a->cfg, text, strlen(text), &info)
                                             : NULL;
         if (!t) {
-            fail(r->req, 422, "empty_text", "Écrivez le texte de l'alerte.");
-            areq_free(r);
+            areq_fail(r, 422, "empty_text", "Écrivez le texte de l'alerte.");
             return;
         }
         free(t);
         if (info.segments > r->a->cfg->max_segments) {
-            fail(r->req, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
-            areq_free(r);
+            areq_fail(r, 422, "text_too_long", "Ce texte est trop long pour un SMS.");
             return;
         }
     }
@@ -1089,8 +1136,7 @@ static void handle_routes_set(struct areq *r)
     }
     json_decref(st);
     if (why) {
-        fail(r->req, 422, "invalid_routes", why);
-        areq_free(r);
+        areq_fail(r, 422, "invalid_routes", why);
         return;
     }
     run_more(r);
@@ -1129,30 +1175,22 @@ static void handle_secret(struct areq *r)
  * on a short-lived thread, so the loop never waits for it. */
 struct pwjob {
     struct areq *r;
-    char *pw;
-    char hash[crypto_pwhash_STRBYTES];
-    int ok;
-    struct event *done;
-    pthread_t th;
+    struct argon job; /* the password given or made, hashed */
 };
 
 static void pwjob_free(struct pwjob *j)
 {
-    if (j->pw) {
-        sodium_memzero(j->pw, strlen(j->pw));
-        free(j->pw);
-    }
-    if (j->done)
-        event_free(j->done);
+    argon_release(&j->job);
     free(j);
 }
 
 static void *hash_thread(void *arg)
 {
     struct pwjob *j = arg;
-    j->ok = crypto_pwhash_str(j->hash, j->pw, strlen(j->pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+    struct argon *g = &j->job;
+    g->ok = crypto_pwhash_str(g->hash, g->pw, strlen(g->pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                               crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
-    event_active(j->done, EV_READ, 0);
+    event_active(g->done, EV_READ, 0);
     return NULL;
 }
 
@@ -1162,65 +1200,75 @@ static void pw_hashed(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct pwjob *j = arg;
     struct areq *r = j->r;
-    pthread_join(j->th, NULL);
-    r->a->verifying--;
-    if (!j->ok) {
-        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+    argon_join(r->a, &j->job);
+    if (!j->job.ok) {
+        fail_busy(r->req);
         areq_free(r);
         pwjob_free(j);
         return;
     }
-    char centre[24], staff[24], target[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    snprintf(target, sizeof target, "%lld", r->id);
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id),
+                   target = as_text(r->id);
     char *body = json_dumps(r->json, JSON_COMPACT);
-    const char *p[7] = {centre, staff, r->login, !strcmp(r->path, "staff") ? "create" : "password",
-                        target, body, j->hash};
+    const char *op = !strcmp(r->path, "staff") ? "create" : "password";
+    const char *p[7] = {centre.s, staff.s, r->login, op, target.s, body, j->job.hash};
     int rc = gw_db_query(r->a->db,
                          "SELECT gw_admin_staff_write($1::bigint, $2::bigint, $3, $4, $5::bigint,"
                          " $6::jsonb, $7)",
                          7, p, more_done, r);
     free(body);
     pwjob_free(j);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
+    if (rc != GW_OK)
+        areq_fail_db(r);
+}
+
+/* Why a staff body is refused (French), or NULL: POST staff checks the login, role and name;
+ * both endpoints check a password given (none: one is made). */
+static const char *staff_refusal(const struct areq *r, const char *pw)
+{
+    if (!strcmp(r->path, "staff")) {
+        const char *login = json_string_value(json_object_get(r->json, "login"));
+        const char *role = json_string_value(json_object_get(r->json, "role"));
+        const char *name = json_string_value(json_object_get(r->json, "name"));
+        if (!login || !*login || strlen(login) > 60 || !plain_chars(login, "._-@"))
+            return "Identifiant : de 1 à 60 lettres sans accent, chiffres, « . », « _ », « - » ou « @ ».";
+        if (!role || (strcmp(role, "admin") && strcmp(role, "referent") && strcmp(role, "staff") &&
+                      strcmp(role, "viewer")))
+            return "Choisissez un rôle : administrateur, référent, animateur ou lecture seule.";
+        if (name && strlen(name) > 100)
+            return "Nom : 100 caractères au plus.";
     }
+    if (pw && *pw && (strlen(pw) < 10 || strlen(pw) > 256))
+        return "Le mot de passe doit avoir de 10 à 256 caractères.";
+    return NULL;
+}
+
+/* A password made here, shown once: 3 groups of 4 characters that cannot be mistaken for one
+ * another (no 0/O, 1/l/I), e.g. "k7Qm-xR2p-9fTz". */
+static void password_make(char out[15])
+{
+    static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    size_t o = 0;
+    for (int g = 0; g < 3; g++) {
+        if (g)
+            out[o++] = '-';
+        for (int c = 0; c < 4; c++)
+            out[o++] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+    }
+    out[o] = '\0';
 }
 
 static void handle_staff_pw(struct areq *r)
 {
     if (!r->json)
         r->json = json_object();
-    const char *why = NULL;
-    if (!strcmp(r->path, "staff")) {
-        const char *login = json_string_value(json_object_get(r->json, "login"));
-        const char *role = json_string_value(json_object_get(r->json, "role"));
-        const char *name = json_string_value(json_object_get(r->json, "name"));
-        int ok = login && *login && strlen(login) <= 60;
-        for (const char *p = login; ok && *p; p++)
-            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                 *p == '.' || *p == '_' || *p == '-' || *p == '@';
-        if (!ok)
-            why = "Identifiant : de 1 à 60 lettres sans accent, chiffres, « . », « _ », « - » ou « @ ».";
-        else if (!role || (strcmp(role, "admin") && strcmp(role, "referent") &&
-                           strcmp(role, "staff") && strcmp(role, "viewer")))
-            why = "Choisissez un rôle : administrateur, référent, animateur ou lecture seule.";
-        else if (name && strlen(name) > 100)
-            why = "Nom : 100 caractères au plus.";
-    }
     const char *pw = json_string_value(json_object_get(r->json, "password"));
-    if (!why && pw && *pw && (strlen(pw) < 10 || strlen(pw) > 256))
-        why = "Le mot de passe doit avoir de 10 à 256 caractères.";
+    const char *why = staff_refusal(r, pw);
     if (why) {
-        fail(r->req, 422, "invalid_staff", why);
-        areq_free(r);
+        areq_fail(r, 422, "invalid_staff", why);
         return;
     }
-    if (r->a->verifying >= MAX_VERIFYING) {
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "1");
-        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+    if (too_busy(r->a, r->req)) {
         areq_free(r);
         return;
     }
@@ -1228,31 +1276,14 @@ static void handle_staff_pw(struct areq *r)
     if (!j)
         abort();
     j->r = r;
-    if (pw && *pw) {
-        j->pw = strdup(pw);
-    } else {
-        /* a password made here, shown once: 3 groups of 4 characters that cannot be mistaken
-         * for one another (no 0/O, 1/l/I) */
-        static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-        size_t o = 0;
-        for (int g = 0; g < 3; g++) {
-            if (g)
-                r->password[o++] = '-';
-            for (int c = 0; c < 4; c++)
-                r->password[o++] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
-        }
-        r->password[o] = '\0';
-        j->pw = strdup(r->password);
-    }
-    if (!j->pw)
+    if (!pw || !*pw)
+        password_make(r->password);
+    j->job.pw = strdup(pw && *pw ? pw : r->password);
+    if (!j->job.pw)
         abort();
     /* the password never reaches SQL, the audit log or a log line */
     json_object_del(r->json, "password");
-    j->done = event_new(r->a->base, -1, 0, pw_hashed, j);
-    r->a->verifying++;
-    if (pthread_create(&j->th, NULL, hash_thread, j) != 0) {
-        r->a->verifying--;
-        fail(r->req, 503, "busy", "Service momentanément occupé, réessayez.");
+    if (argon_start(r->a, r->req, &j->job, hash_thread, pw_hashed, j) < 0) {
         pwjob_free(j);
         areq_free(r);
     }
@@ -1265,32 +1296,26 @@ static void handle_import(struct areq *r)
 {
     const char *csv = json_string_value(json_object_get(r->json, "csv"));
     if (!csv) {
-        fail(r->req, 422, "invalid_file", "Choisissez un fichier CSV.");
-        areq_free(r);
+        areq_fail(r, 422, "invalid_file", "Choisissez un fichier CSV.");
         return;
     }
     json_t *rows = NULL;
     const char *why = NULL;
     if (gw_admin_csv_parse(csv, strlen(csv), r->a->cfg->default_region, &rows, &why) < 0) {
-        fail(r->req, 422, "invalid_file", why);
-        areq_free(r);
+        areq_fail(r, 422, "invalid_file", why);
         return;
     }
-    char centre[24], staff[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
     char *rj = json_dumps(rows, JSON_COMPACT);
     json_decref(rows);
-    const char *p[5] = {centre, staff, r->login, rj,
+    const char *p[5] = {centre.s, staff.s, r->login, rj,
                         json_is_true(json_object_get(r->json, "confirm")) ? "t" : "f"};
     int rc = gw_db_query(r->a->db,
                          "SELECT gw_admin_import($1::bigint, $2::bigint, $3, $4::jsonb, $5::boolean)",
                          5, p, more_done, r);
     free(rj);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+    if (rc != GW_OK)
+        areq_fail_db(r);
 }
 
 /* PATCH reminders/{id}: the same body and checks as POST reminders (the resident stays the
@@ -1301,38 +1326,11 @@ static void handle_reminder_update(struct areq *r)
         r->json = json_object();
     if (!json_is_integer(json_object_get(r->json, "resident_id")))
         json_object_set_new(r->json, "resident_id", json_integer(0));
-    struct gw_admin_reminder in;
-    int64_t next[5];
-    int n = reminder_input(r, &in, next);
-    if (n < 0) {
-        areq_free(r);
-        return;
-    }
-    if (n == 0) {
-        fail(r->req, 422, "no_occurrence", "Ce rappel ne partirait jamais : les dates sont passées.");
-        areq_free(r);
-        return;
-    }
-    char centre[24], staff[24], id[24];
-    snprintf(centre, sizeof centre, "%lld", r->centre_id);
-    snprintf(staff, sizeof staff, "%lld", r->staff_id);
-    snprintf(id, sizeof id, "%lld", r->id);
-    char *offs = json_dumps(in.offsets, JSON_COMPACT | JSON_ENCODE_ANY);
-    int appt = !strcmp(in.schedule, "appointment");
-    const char *p[13] = {centre, staff, r->login, id, in.text, in.schedule,
-                         appt ? NULL : in.start_s, !strcmp(in.schedule, "rrule") ? in.rrule : NULL,
-                         appt ? in.appt_s : NULL, in.place, appt ? offs : NULL,
-                         in.urgent ? "t" : "f", in.ack ? "t" : "f"};
-    int rc = gw_db_query(r->a->db,
-                         "SELECT gw_admin_reminder_update($1::bigint, $2::bigint, $3, $4::bigint,"
-                         " $5, $6, $7::timestamp, $8, $9::timestamp, $10, $11::jsonb,"
-                         " $12::boolean, $13::boolean)",
-                         13, p, more_done, r);
-    free(offs);
-    if (rc != GW_OK) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+    reminder_write(r, r->id,
+                   "SELECT gw_admin_reminder_update($1::bigint, $13::bigint, $3, $2::bigint, $4,"
+                   " $5, $6::timestamp, $7, $8::timestamp, $9, $10::jsonb, $11::boolean,"
+                   " $12::boolean)",
+                   more_done);
 }
 
 /* ---------------------------------------------------------------- session and dispatch */
@@ -1342,7 +1340,7 @@ static void logout_done(void *arg, PGresult *res, const char *err)
     (void)res;
     struct areq *r = arg;
     if (err) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
+        fail_db(r->req);
     } else {
         set_cookie(r->a, r->req, "", 0);
         gw_http_reply(r->req, 204, "application/json", "", 0);
@@ -1350,13 +1348,28 @@ static void logout_done(void *arg, PGresult *res, const char *err)
     areq_free(r);
 }
 
+/* POST logout ends this session; POST logout-all every session of this staff member. */
+static void handle_logout(struct areq *r, int all)
+{
+    struct numtext staff = as_text(r->staff_id);
+    const char *by_token[1] = {r->token_hash}, *by_staff[1] = {staff.s};
+    int rc = all ? gw_db_query(r->a->db,
+                               "UPDATE admin_sessions SET revoked_at = now()"
+                               " WHERE staff_id = $1::bigint AND revoked_at IS NULL",
+                               1, by_staff, logout_done, r)
+                 : gw_db_query(r->a->db,
+                               "UPDATE admin_sessions SET revoked_at = now() WHERE token_hash = $1",
+                               1, by_token, logout_done, r);
+    if (rc != GW_OK)
+        areq_fail_db(r);
+}
+
 static void dispatch(struct areq *r)
 {
     struct gw_admin *a = r->a;
     if (!(r->ep->roles & role_bit(r->role))) {
         a->forbidden++;
-        fail(r->req, 403, "forbidden", "Votre rôle ne permet pas cette action.");
-        areq_free(r);
+        areq_fail(r, 403, "forbidden", "Votre rôle ne permet pas cette action.");
         return;
     }
     switch (r->ep->handler) {
@@ -1364,26 +1377,8 @@ static void dispatch(struct areq *r)
         gw_http_json(r->req, 200, me_json(r));
         areq_free(r);
         return;
-    case GW_ADMIN_H_LOGOUT:
-    case GW_ADMIN_H_LOGOUT_ALL: {
-        char staff[24];
-        snprintf(staff, sizeof staff, "%lld", r->staff_id);
-        const char *by_token[1] = {r->token_hash}, *by_staff[1] = {staff};
-        int rc = r->ep->handler == GW_ADMIN_H_LOGOUT
-                     ? gw_db_query(a->db,
-                                   "UPDATE admin_sessions SET revoked_at = now()"
-                                   " WHERE token_hash = $1",
-                                   1, by_token, logout_done, r)
-                     : gw_db_query(a->db,
-                                   "UPDATE admin_sessions SET revoked_at = now()"
-                                   " WHERE staff_id = $1::bigint AND revoked_at IS NULL",
-                                   1, by_staff, logout_done, r);
-        if (rc != GW_OK) {
-            fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-            areq_free(r);
-        }
-        return;
-    }
+    case GW_ADMIN_H_LOGOUT: handle_logout(r, 0); return;
+    case GW_ADMIN_H_LOGOUT_ALL: handle_logout(r, 1); return;
     case GW_ADMIN_H_RES_CREATE: handle_resident_create(r); return;
     case GW_ADMIN_H_PREVIEW: handle_preview(r); return;
     case GW_ADMIN_H_REM_CREATE: handle_reminder_create(r); return;
@@ -1407,15 +1402,13 @@ static void session_checked(void *arg, PGresult *res, const char *err)
     struct areq *r = arg;
     struct gw_admin *a = r->a;
     if (err) {
-        fail(r->req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
+        areq_fail_db(r);
         return;
     }
     if (PQntuples(res) != 1) {
         a->unauthenticated++;
         set_cookie(a, r->req, "", 0);
-        fail(r->req, 401, "unauthenticated", "Votre session a expiré : reconnectez-vous.");
-        areq_free(r);
+        areq_fail(r, 401, "unauthenticated", "Votre session a expiré : reconnectez-vous.");
         return;
     }
     r->staff_id = gw_db_int(res, 0, 0);
@@ -1433,14 +1426,12 @@ static void session_checked(void *arg, PGresult *res, const char *err)
         size_t n = strlen(r->csrf);
         if (!t || strlen(t) != n || sodium_memcmp(t, r->csrf, n) != 0) {
             a->csrf_refused++;
-            fail(r->req, 403, "csrf", "Requête refusée (jeton de sécurité manquant) : rechargez la page.");
-            areq_free(r);
+            areq_fail(r, 403, "csrf", "Requête refusée (jeton de sécurité manquant) : rechargez la page.");
             return;
         }
     }
     if (!r->ep) {
-        fail(r->req, 404, "not_found", "Cette adresse n'existe pas.");
-        areq_free(r);
+        areq_fail(r, 404, "not_found", "Cette adresse n'existe pas.");
         return;
     }
     dispatch(r);
@@ -1467,16 +1458,14 @@ static void on_api(struct evhttp_request *req, void *arg, const char *tail)
     r->query = json_object();
     query_params(req, r->query);
     if (gw_http_body(req, 64 * 1024, &r->body, &r->body_len) != GW_OK) {
-        fail(req, 413, "body_too_large", "Requête trop grosse.");
-        areq_free(r);
+        areq_fail(r, 413, "body_too_large", "Requête trop grosse.");
         return;
     }
     if (r->body_len) {
         json_error_t je;
         r->json = json_loadb(r->body, r->body_len, 0, &je);
         if (!json_is_object(r->json)) {
-            fail(req, 400, "malformed_json", "Requête illisible (JSON attendu).");
-            areq_free(r);
+            areq_fail(r, 400, "malformed_json", "Requête illisible (JSON attendu).");
             return;
         }
     }
@@ -1489,8 +1478,7 @@ static void on_api(struct evhttp_request *req, void *arg, const char *tail)
     char token[80];
     if (cookie_token(req, token, sizeof token) != 0) {
         a->unauthenticated++;
-        fail(req, 401, "unauthenticated", "Connectez-vous.");
-        areq_free(r);
+        areq_fail(r, 401, "unauthenticated", "Connectez-vous.");
         return;
     }
     hash_token(token, r->token_hash);
@@ -1505,10 +1493,8 @@ static void on_api(struct evhttp_request *req, void *arg, const char *tail)
                     " RETURNING st.id, st.centre_id, st.login, st.role, s.csrf, st.name, c.name,"
                     "   c.timezone, coalesce(c.settings ->> 'sms_number', ''),"
                     "   coalesce(c.settings ->> 'ussd_code', '')",
-                    2, p, session_checked, r) != GW_OK) {
-        fail(req, 503, "database_unavailable", "Service momentanément indisponible.");
-        areq_free(r);
-    }
+                    2, p, session_checked, r) != GW_OK)
+        areq_fail_db(r);
 }
 
 /* ---------------------------------------------------------------- life cycle */

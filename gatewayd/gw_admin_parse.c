@@ -242,6 +242,15 @@ int gw_admin_reminder_parse(json_t *j, const char *tz, int64_t now, struct gw_ad
 
 /* ---------------------------------------------------------------- residents */
 
+#define BAD_MOBILE "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78)."
+
+static int refuse_422(const char **code, const char **msg, const char *c, const char *m)
+{
+    *code = c;
+    *msg = m;
+    return 422;
+}
+
 int gw_admin_resident_parse(json_t *body, const char *region, struct gw_admin_resident *out,
                             const char **code, const char **msg)
 {
@@ -250,22 +259,16 @@ int gw_admin_resident_parse(json_t *body, const char *region, struct gw_admin_re
     const char *lang = json_string_value(json_object_get(body, "language"));
     const char *consent = json_string_value(json_object_get(body, "consent_source"));
     char e164[24];
-    if (!phone || prov_phone_normalize(phone, region, e164, sizeof e164) != 0) {
-        *code = "invalid_phone";
-        *msg = "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78).";
-        return 422;
-    }
+    if (!phone || prov_phone_normalize(phone, region, e164, sizeof e164) != 0)
+        return refuse_422(code, msg, "invalid_phone", BAD_MOBILE);
     if (!consent ||
-        (strcmp(consent, "paper") && strcmp(consent, "verbal") && strcmp(consent, "sms"))) {
-        *code = "invalid_consent";
-        *msg = "Indiquez comment l'habitant a donné son accord (formulaire papier, oral ou SMS).";
-        return 422;
-    }
-    if ((first && strlen(first) > 80) || (lang && strcmp(lang, "fr") && strcmp(lang, "en"))) {
-        *code = "invalid_field";
-        *msg = "Prénom trop long (80 caractères) ou langue inconnue.";
-        return 422;
-    }
+        (strcmp(consent, "paper") && strcmp(consent, "verbal") && strcmp(consent, "sms")))
+        return refuse_422(code, msg, "invalid_consent",
+                          "Indiquez comment l'habitant a donné son accord (formulaire papier, "
+                          "oral ou SMS).");
+    if ((first && strlen(first) > 80) || (lang && strcmp(lang, "fr") && strcmp(lang, "en")))
+        return refuse_422(code, msg, "invalid_field",
+                          "Prénom trop long (80 caractères) ou langue inconnue.");
     memcpy(out->phone, e164, sizeof out->phone);
     out->first_name = first;
     out->language = lang;
@@ -389,20 +392,9 @@ static int csv_is(const char *folded, const char *const *names)
     return 0;
 }
 
-int gw_admin_csv_parse(const char *csv, size_t len, const char *region, json_t **rows,
-                       const char **why)
+/* The separator: the header line's ';' or ',' (';' when it has both or neither). */
+static char csv_separator(const char *csv, size_t len)
 {
-    static const char *const phone_names[] = {"telephone", "tel", "numero", "phone",
-                                               "portable", "mobile", NULL};
-    static const char *const first_names[] = {"prenom", "firstname", NULL};
-    static const char *const lang_names[] = {"langue", "language", "lang", NULL};
-    static const char *const consent_names[] = {"consentement", "consent", "consentsource",
-                                                 "accord", NULL};
-    if (len >= 3 && !memcmp(csv, "\xEF\xBB\xBF", 3)) {
-        csv += 3;
-        len -= 3;
-    }
-    /* the separator: the header line's ';' or ',' (';' when it has both or neither) */
     size_t semi = 0, comma = 0;
     int inq = 0;
     for (size_t i = 0; i < len && (inq || (csv[i] != '\n' && csv[i] != '\r')); i++) {
@@ -413,129 +405,176 @@ int gw_admin_csv_parse(const char *csv, size_t len, const char *region, json_t *
         else if (!inq && csv[i] == ',')
             comma++;
     }
-    char sep = comma > semi ? ',' : ';';
-    struct csv_rec *rec = malloc(sizeof *rec);
-    if (!rec)
-        abort();
-    size_t pos = 0;
-    int lines = 0, col_phone = -1, col_first = -1, col_lang = -1, col_consent = -1;
-    int rc;
-    /* the header: the first record that is not blank */
-    for (;;) {
-        rc = csv_record(csv, len, &pos, sep, rec, &lines);
-        if (rc <= 0 || rec->n > 1 || rec->f[0][0])
-            break;
-    }
-    if (rc < 0) {
-        *why = "Guillemet ouvert mais jamais fermé : vérifiez le fichier.";
-        free(rec);
-        return -1;
-    }
-    if (rc == 0) {
-        *why = "Le fichier est vide.";
-        free(rec);
-        return -1;
-    }
+    return comma > semi ? ',' : ';';
+}
+
+/* The columns of the header record (-1: absent). */
+struct csv_cols {
+    int phone, first, lang, consent;
+};
+
+/* 0 with *cols set, or -1 when the header has no phone column. */
+static int csv_columns(const struct csv_rec *rec, struct csv_cols *cols)
+{
+    static const char *const phone_names[] = {"telephone", "tel", "numero", "phone",
+                                               "portable", "mobile", NULL};
+    static const char *const first_names[] = {"prenom", "firstname", NULL};
+    static const char *const lang_names[] = {"langue", "language", "lang", NULL};
+    static const char *const consent_names[] = {"consentement", "consent", "consentsource",
+                                                 "accord", NULL};
+    *cols = (struct csv_cols){-1, -1, -1, -1};
     for (size_t c = 0; c < rec->n; c++) {
         char f[64];
         csv_fold(rec->f[c], f, sizeof f);
-        if (col_phone < 0 && csv_is(f, phone_names))
-            col_phone = (int)c;
-        else if (col_first < 0 && csv_is(f, first_names))
-            col_first = (int)c;
-        else if (col_lang < 0 && csv_is(f, lang_names))
-            col_lang = (int)c;
-        else if (col_consent < 0 && csv_is(f, consent_names))
-            col_consent = (int)c;
+        if (cols->phone < 0 && csv_is(f, phone_names))
+            cols->phone = (int)c;
+        else if (cols->first < 0 && csv_is(f, first_names))
+            cols->first = (int)c;
+        else if (cols->lang < 0 && csv_is(f, lang_names))
+            cols->lang = (int)c;
+        else if (cols->consent < 0 && csv_is(f, consent_names))
+            cols->consent = (int)c;
     }
-    if (col_phone < 0) {
+    return cols->phone < 0 ? -1 : 0;
+}
+
+/* "fr" or "en" for a folded language ("" is French), else NULL. */
+static const char *csv_language(const char *f)
+{
+    if (!*f || !strcmp(f, "fr") || !strcmp(f, "francais"))
+        return "fr";
+    if (!strcmp(f, "en") || !strcmp(f, "anglais") || !strcmp(f, "english"))
+        return "en";
+    return NULL;
+}
+
+/* "paper", "verbal" or "sms" for a folded consent, else NULL. */
+static const char *csv_consent(const char *f)
+{
+    if (csv_is(f, (const char *const[]){"papier", "paper", "formulaire", "formulairepapier",
+                                         "ecrit", NULL}))
+        return "paper";
+    if (csv_is(f, (const char *const[]){"oral", "verbal", "accordoral", NULL}))
+        return "verbal";
+    if (csv_is(f, (const char *const[]){"sms", "smsstart", "start", NULL}))
+        return "sms";
+    return NULL;
+}
+
+/* A row keeps its first error. */
+static void row_error(const char **code, const char **msg, const char *c, const char *m)
+{
+    if (!*code) {
+        *code = c;
+        *msg = m;
+    }
+}
+
+/* One record as a row of gw_admin_csv_parse (see gw_admin_parse.h); line: where it starts. */
+static json_t *csv_row(const struct csv_rec *rec, const struct csv_cols *cols, const char *region,
+                       int line)
+{
+#define COL(c) ((c) >= 0 && (size_t)(c) < rec->n ? rec->f[c] : "")
+    const char *phone = COL(cols->phone), *first = COL(cols->first), *lang = COL(cols->lang),
+               *consent = COL(cols->consent);
+#undef COL
+    const char *code = NULL, *msg = NULL;
+    json_t *row = json_object();
+    json_object_set_new(row, "line", json_integer(line));
+    json_t *js_phone = json_string(phone), *js_first = json_string(first);
+    char e164[24], f[32];
+    if (!js_phone || !js_first || !utf8_ok(lang) || !utf8_ok(consent))
+        row_error(&code, &msg, "invalid_text", "Texte illisible : enregistrez le fichier en UTF-8.");
+    if (!*phone)
+        row_error(&code, &msg, "invalid_phone", "Numéro de téléphone manquant.");
+    else if (!code && prov_phone_normalize(phone, region, e164, sizeof e164) != 0)
+        row_error(&code, &msg, "invalid_phone", BAD_MOBILE);
+    json_object_set_new(row, "phone", code && !strcmp(code, "invalid_text")
+                                          ? json_string("?")
+                                          : code ? json_incref(js_phone) : json_string(e164));
+    json_object_set_new(row, "first_name", js_first ? json_incref(js_first) : json_string("?"));
+    json_decref(js_phone);
+    json_decref(js_first);
+    if (strlen(first) > 80)
+        row_error(&code, &msg, "invalid_first_name", "Prénom trop long (80 caractères au plus).");
+    csv_fold(lang, f, sizeof f);
+    const char *language = csv_language(f);
+    if (!language)
+        row_error(&code, &msg, "invalid_language", "Langue inconnue : fr (français) ou en (anglais).");
+    json_object_set_new(row, "language", json_string(language ? language : "fr"));
+    csv_fold(consent, f, sizeof f);
+    const char *source = csv_consent(f);
+    if (!source && *f)
+        row_error(&code, &msg, "invalid_consent", "Accord inconnu : papier, oral ou sms.");
+    else if (!source)
+        row_error(&code, &msg, "missing_consent",
+                  "Accord de l'habitant manquant (papier, oral ou sms) : sans accord, pas de SMS.");
+    if (source)
+        json_object_set_new(row, "consent_source", json_string(source));
+    if (code) {
+        json_object_set_new(row, "error", json_string(code));
+        json_object_set_new(row, "message", json_string(msg));
+    }
+    return row;
+}
+
+static int csv_blank(const struct csv_rec *rec)
+{
+    for (size_t c = 0; c < rec->n; c++)
+        if (rec->f[c][0])
+            return 0;
+    return 1;
+}
+
+int gw_admin_csv_parse(const char *csv, size_t len, const char *region, json_t **rows,
+                       const char **why)
+{
+    static const char unclosed[] = "Guillemet ouvert mais jamais fermé : vérifiez le fichier.";
+    if (len >= 3 && !memcmp(csv, "\xEF\xBB\xBF", 3)) {
+        csv += 3;
+        len -= 3;
+    }
+    char sep = csv_separator(csv, len);
+    struct csv_rec *rec = malloc(sizeof *rec);
+    if (!rec)
+        abort();
+    json_t *out = NULL;
+    size_t pos = 0;
+    int lines = 0, n = 0, rc;
+    struct csv_cols cols;
+    do /* the header: the first record that is not blank */
+        rc = csv_record(csv, len, &pos, sep, rec, &lines);
+    while (rc > 0 && rec->n <= 1 && !rec->f[0][0]);
+    if (rc < 0) {
+        *why = unclosed;
+        goto refuse;
+    }
+    if (rc == 0) {
+        *why = "Le fichier est vide.";
+        goto refuse;
+    }
+    if (csv_columns(rec, &cols) < 0) {
         *why = "La première ligne doit nommer les colonnes, dont « telephone » "
                "(ex. telephone;prenom;langue;consentement).";
-        free(rec);
-        return -1;
+        goto refuse;
     }
-    json_t *out = json_array();
-    int n = 0;
+    out = json_array();
     for (;;) {
         int start = lines + 1;
         rc = csv_record(csv, len, &pos, sep, rec, &lines);
         if (rc == 0)
             break;
         if (rc < 0) {
-            *why = "Guillemet ouvert mais jamais fermé : vérifiez le fichier.";
+            *why = unclosed;
             goto refuse;
         }
-        int blank = 1;
-        for (size_t c = 0; c < rec->n && blank; c++)
-            blank = !rec->f[c][0];
-        if (blank)
+        if (csv_blank(rec))
             continue;
         if (++n > GW_ADMIN_CSV_MAX) {
             *why = "Fichier trop long : 2000 habitants au plus par import.";
             goto refuse;
         }
-#define COL(c) ((c) >= 0 && (size_t)(c) < rec->n ? rec->f[c] : "")
-        const char *phone = COL(col_phone), *first = COL(col_first), *lang = COL(col_lang),
-                   *consent = COL(col_consent);
-#undef COL
-        const char *code = NULL, *msg = NULL;
-        json_t *row = json_object();
-        json_object_set_new(row, "line", json_integer(start));
-        json_t *js_phone = json_string(phone), *js_first = json_string(first);
-        char e164[24], f[32];
-        if (!js_phone || !js_first || !utf8_ok(lang) || !utf8_ok(consent)) {
-            code = "invalid_text";
-            msg = "Texte illisible : enregistrez le fichier en UTF-8.";
-        }
-        if (!code && !*phone) {
-            code = "invalid_phone";
-            msg = "Numéro de téléphone manquant.";
-        } else if (!code && prov_phone_normalize(phone, region, e164, sizeof e164) != 0) {
-            code = "invalid_phone";
-            msg = "Ce numéro n'est pas un numéro de portable valide (ex. 06 12 34 56 78).";
-        }
-        json_object_set_new(row, "phone", code && !strcmp(code, "invalid_text")
-                                              ? json_string("?")
-                                              : code ? json_incref(js_phone) : json_string(e164));
-        json_object_set_new(row, "first_name", js_first ? json_incref(js_first) : json_string("?"));
-        json_decref(js_phone);
-        json_decref(js_first);
-        if (!code && strlen(first) > 80) {
-            code = "invalid_first_name";
-            msg = "Prénom trop long (80 caractères au plus).";
-        }
-        csv_fold(lang, f, sizeof f);
-        const char *language = !*f || !strcmp(f, "fr") || !strcmp(f, "francais") ? "fr"
-                               : !strcmp(f, "en") || !strcmp(f, "anglais") || !strcmp(f, "english")
-                                   ? "en"
-                                   : NULL;
-        if (!language && !code) {
-            code = "invalid_language";
-            msg = "Langue inconnue : fr (français) ou en (anglais).";
-        }
-        json_object_set_new(row, "language", json_string(language ? language : "fr"));
-        csv_fold(consent, f, sizeof f);
-        const char *source = csv_is(f, (const char *const[]){"papier", "paper", "formulaire",
-                                                               "formulairepapier", "ecrit", NULL})
-                                 ? "paper"
-                             : csv_is(f, (const char *const[]){"oral", "verbal", "accordoral", NULL})
-                                 ? "verbal"
-                             : csv_is(f, (const char *const[]){"sms", "smsstart", "start", NULL})
-                                 ? "sms"
-                                 : NULL;
-        if (!source && !code) {
-            code = *f ? "invalid_consent" : "missing_consent";
-            msg = *f ? "Accord inconnu : papier, oral ou sms."
-                     : "Accord de l'habitant manquant (papier, oral ou sms) : sans accord, pas "
-                       "de SMS.";
-        }
-        if (source)
-            json_object_set_new(row, "consent_source", json_string(source));
-        if (code) {
-            json_object_set_new(row, "error", json_string(code));
-            json_object_set_new(row, "message", json_string(msg));
-        }
-        json_array_append_new(out, row);
+        json_array_append_new(out, csv_row(rec, &cols, region, start));
     }
     free(rec);
     *rows = out;
