@@ -46,6 +46,18 @@ struct inflight {
     struct route *route;
     int early_dlr;      /* a delivery report came before the send's answer: 1 delivered, 2 not */
     char *early_detail;
+    prov_done_fn early_done; /* its acknowledgement (see struct row_ack) */
+    void *early_arg;
+    UT_hash_handle hh;
+};
+
+/* A delivery report's acknowledgement: the driver answers its provider (or deletes the report
+ * from the SIM) only once the row that carries the report is written, so that a report we said
+ * we had is never lost in a crash. Keyed by that row (in o->rec, o->dlr or o->writing). */
+struct row_ack {
+    json_t *row;
+    prov_done_fn done;
+    void *arg;
     UT_hash_handle hh;
 };
 
@@ -121,6 +133,7 @@ struct gw_outbox {
     struct pending_rec *rec_by_id; /* accepted outcomes in rec */
     json_t *dlr;
     json_t *writing;     /* batch in flight (kept to retry after a failure) */
+    struct row_ack *acks; /* reports waiting for their row to be written */
     const char *writing_sql;
     int write_failures;
     int catching_up; /* writing what was kept during a database outage: no claims yet */
@@ -329,6 +342,56 @@ int gw_outbox_enqueue(struct gw_outbox *o, const struct gw_enqueue *e, gw_enqueu
 
 /* ---------------------------------------------------------------- serial writer */
 
+static void ack_add(struct gw_outbox *o, json_t *row, prov_done_fn done, void *arg)
+{
+    if (!done)
+        return;
+    struct row_ack *a;
+    HASH_FIND_PTR(o->acks, &row, a);
+    if (a) { /* a later report replaced the one this row carried: that one is settled */
+        a->done(a->arg, 0, 0);
+    } else {
+        a = calloc(1, sizeof *a);
+        if (!a)
+            abort();
+        a->row = row;
+        HASH_ADD_PTR(o->acks, row, a);
+    }
+    a->done = done;
+    a->arg = arg;
+}
+
+/* The reports carried by the rows of batch are written (err 0), or will not be soon (err < 0:
+ * the driver answers with a retryable error; the rows themselves are kept and written later,
+ * so the provider's retry is a harmless repeat). */
+static void acks_settle(struct gw_outbox *o, json_t *batch, int err)
+{
+    if (!o->acks || !batch)
+        return;
+    for (size_t i = 0; i < json_array_size(batch); i++) {
+        json_t *row = json_array_get(batch, i);
+        struct row_ack *a;
+        HASH_FIND_PTR(o->acks, &row, a);
+        if (a) {
+            HASH_DEL(o->acks, a);
+            a->done(a->arg, err, 0);
+            free(a);
+        }
+    }
+}
+
+/* Every report still waiting is answered with a retryable error (database outage, shutdown). */
+static void acks_fail_all(struct gw_outbox *o)
+{
+    struct row_ack *a, *tmp;
+    HASH_ITER(hh, o->acks, a, tmp)
+    {
+        HASH_DEL(o->acks, a);
+        a->done(a->arg, GW_EDOWN, 0);
+        free(a);
+    }
+}
+
 static void writer_done(void *arg, PGresult *res, const char *err)
 {
     struct gw_outbox *o = arg;
@@ -338,6 +401,8 @@ static void writer_done(void *arg, PGresult *res, const char *err)
          * rejects as such (not a connection problem) is dropped after a few tries; the leases
          * then expire and the messages are sent again (at-least-once). */
         o->write_failures++;
+        /* the providers waiting on these reports retry rather than wait for the database */
+        acks_fail_all(o);
         int conn = strstr(err, "connection") || strstr(err, "unavailable");
         if (!conn && o->write_failures >= 5) {
             gw_error("outbox", "dropping a batch of %zu results the database rejects: %s",
@@ -374,6 +439,7 @@ static void writer_done(void *arg, PGresult *res, const char *err)
         log_state(id, centre, PQgetvalue(res, r, 5), PQgetvalue(res, r, 3), status, (int)seg,
                   PQgetisnull(res, r, 6) ? NULL : PQgetvalue(res, r, 6));
     }
+    acks_settle(o, o->writing, 0);
     json_decref(o->writing);
     o->writing = NULL;
     writer_flush(o);
@@ -443,6 +509,7 @@ static void writer_flush(struct gw_outbox *o)
     int rc = gw_db_query(o->db, o->writing_sql, 1, params, writer_done, o);
     free(js);
     if (rc != GW_OK) {
+        acks_fail_all(o);
         if (rc == GW_ECLOSED) {
             json_decref(o->writing);
             o->writing = NULL;
@@ -606,6 +673,7 @@ static void host_outcome(void *ctx, const struct prov_result *res)
         json_object_set_new(row, "dlr", json_boolean(f->early_dlr == 1));
         if (f->early_detail)
             json_object_set_new(row, "dlr_detail", json_string(f->early_detail));
+        ack_add(o, row, f->early_done, f->early_arg);
     } else if (res->outcome == PROV_ACCEPTED) {
         struct pending_rec *p;
         HASH_FIND(hh, o->rec_by_id, &f->id, sizeof f->id, p);
@@ -621,6 +689,8 @@ static void host_outcome(void *ctx, const struct prov_result *res)
         /* not accepted after all (the answer was lost): the resend gets a report of its own */
         gw_info(r->name, "delivery report for message %lld dropped: its send ended %s",
                 (long long)f->id, outcome);
+        if (f->early_done)
+            f->early_done(f->early_arg, 0, 0);
     }
     free(f->early_detail);
     free(f);
@@ -630,11 +700,16 @@ static void host_outcome(void *ctx, const struct prov_result *res)
     check_drained(o);
 }
 
-static void host_dlr(void *ctx, const struct prov_dlr *d)
+static void host_dlr(void *ctx, const struct prov_dlr *d, prov_done_fn done, void *arg)
 {
     struct route *r = ctx;
     struct gw_outbox *o = r->o;
     json_t *row;
+    if (done && o->write_failures > 0) {
+        /* the database is away: the provider retries later; the report is still kept */
+        done(arg, GW_EDOWN, 0);
+        done = NULL;
+    }
     if (d->msg_id > 0) {
         /* The report overtook the provider's answer to the send (a slow answer, a report sent
          * at once): the message is still in flight here, and in the database it is not 'sent'
@@ -646,6 +721,10 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
             f->early_dlr = d->delivered ? 1 : 2;
             free(f->early_detail);
             f->early_detail = d->detail ? strdup(d->detail) : NULL;
+            if (f->early_done) /* a second report replaces the first */
+                f->early_done(f->early_arg, 0, 0);
+            f->early_done = done;
+            f->early_arg = arg;
             return;
         }
     }
@@ -658,6 +737,7 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
             json_object_set_new(p->row, "dlr", json_boolean(d->delivered));
             if (d->detail)
                 json_object_set_new(p->row, "dlr_detail", json_string(d->detail));
+            ack_add(o, p->row, done, arg);
             HASH_DEL(o->rec_by_id, p); /* a second report goes its own way, after this one */
             free(p);
             return;
@@ -669,11 +749,15 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
     else if (d->provider_ref)
         row = json_pack("{s:s,s:s,s:b}", "route", r->name, "ref", d->provider_ref, "delivered",
                         d->delivered);
-    else
+    else {
+        if (done)
+            done(arg, 0, 0); /* nothing to find it by: nothing to keep */
         return;
+    }
     if (d->detail)
         json_object_set_new(row, "detail", json_string(d->detail));
     json_array_append_new(o->dlr, row);
+    ack_add(o, row, done, arg);
     writer_kick(o);
 }
 
@@ -1160,6 +1244,16 @@ void gw_outbox_free(struct gw_outbox *o)
 {
     if (!o)
         return;
+    /* reports not written yet are answered (retry later) while their drivers still exist */
+    acks_fail_all(o);
+    struct inflight *f, *tmp;
+    HASH_ITER(hh, o->inflight, f, tmp)
+    {
+        if (f->early_done) {
+            f->early_done(f->early_arg, GW_EDOWN, 0);
+            f->early_done = NULL;
+        }
+    }
     for (size_t i = 0; i < o->nroutes; i++) {
         struct route *r = &o->routes[i];
         if (r->ops)
@@ -1168,7 +1262,6 @@ void gw_outbox_free(struct gw_outbox *o)
         event_free(r->ev_tick);
     }
     free(o->routes);
-    struct inflight *f, *tmp;
     HASH_ITER(hh, o->inflight, f, tmp)
     {
         HASH_DEL(o->inflight, f);

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEASE_S 60
+/* A claimed batch of reminders or deliveries is this node's for this long: after a crash, another
+ * pass takes it again once it ends (the work between claim and commit takes milliseconds; a
+ * commit after the lease ended is refused by its token, never applied twice). */
+#define LEASE_S 30
 #define MAX_CATCHUP_STEPS 1000 /* occurrences walked after a downtime before jumping ahead */
 #define MAX_OFFSETS 16
 

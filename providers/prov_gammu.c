@@ -46,7 +46,7 @@
  * the locations are released and the message is offered again at the next poll. While a message
  * is with the loop its locations are "in flight" and skipped by later scans, so a slow database
  * does not get the same message twice in parallel. Delivery reports follow the same path
- * (host->dlr, then delete).
+ * (host->dlr; the delete waits for its done(), so a crash before the write reads it again).
  */
 #include "prov_gammu.h"
 #include "prov_text.h"
@@ -273,6 +273,7 @@ struct gm;
 struct gm_track {
     LIST_ENTRY(gm_track) link;
     struct gm *g;
+    int dlr; /* a delivery report (else an inbound SMS) */
     size_t nlocs;
     struct gm_loc *locs;
 };
@@ -1301,16 +1302,21 @@ static void inbound_done(void *arg, int err, int64_t id)
     rq->kind = err == 0 ? REQ_DELETE : REQ_RELEASE;
     rq->nlocs = t->nlocs;
     rq->locs = t->locs;
+    int dlr = t->dlr;
     free(t);
+    const char *what = dlr ? "delivery report" : "inbound SMS";
     if (err == 0) {
-        g->received++;
+        if (!dlr)
+            g->received++;
         g->store_failing = 0;
-        g->host->log(g->host->ctx, 3, "inbound SMS stored as %lld; deleting it from the SIM",
-                     (long long)id);
+        if (dlr)
+            g->host->log(g->host->ctx, 3, "delivery report stored; deleting it from the SIM");
+        else
+            g->host->log(g->host->ctx, 3, "inbound SMS stored as %lld; deleting it from the SIM",
+                         (long long)id);
     } else {
         g->host->log(g->host->ctx, g->store_failing ? 3 : 1,
-                     "inbound SMS not stored (error %d): it stays on the SIM for the next poll",
-                     err);
+                     "%s not stored (error %d): it stays on the SIM for the next poll", what, err);
         g->store_failing = 1;
     }
     push_request(g, rq);
@@ -1354,13 +1360,22 @@ static void deliver(struct gm *g, struct gm_res *r)
     }
     case RES_DLR: {
         if (r->num) {
+            /* deleted from the SIM once written (inbound_done), as an inbound SMS is */
+            struct gm_track *t = xcalloc(1, sizeof *t);
+            t->g = g;
+            t->dlr = 1;
+            t->nlocs = r->nlocs;
+            t->locs = r->locs;
+            r->locs = NULL;
+            LIST_INSERT_HEAD(&g->tracks, t, link);
+            g->ntracks++;
             struct prov_dlr d = {
                 .msg_id = 0, .provider_ref = r->ref, .delivered = r->delivered, .detail = r->text};
             g->reports++;
-            h->dlr(h->ctx, &d);
-        } else {
-            h->log(h->ctx, 3, "delivery report %s: %s", r->ref, r->text ? r->text : "");
+            h->dlr(h->ctx, &d, inbound_done, t); /* done() may run before this returns */
+            break;
         }
+        h->log(h->ctx, 3, "delivery report %s: %s", r->ref, r->text ? r->text : "");
         struct gm_req *rq = xcalloc(1, sizeof *rq);
         rq->kind = REQ_DELETE;
         rq->nlocs = r->nlocs;

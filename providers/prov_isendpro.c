@@ -539,6 +539,17 @@ static void isp_optout(void *priv, const char *e164, int opted_out)
 
 /* ------------------------------------------------------------------ delivery reports */
 
+static void isp_dlr_done(void *arg, int err, int64_t id)
+{
+    (void)id;
+    struct evhttp_request *req = arg;
+    if (err)
+        gw_http_error(req, 503, "unavailable",
+                      "the delivery report could not be stored now; send it again later");
+    else
+        gw_http_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 static int isp_http(void *priv, struct evhttp_request *req, const char *subpath)
 {
     struct isp *isp = priv;
@@ -592,9 +603,9 @@ static int isp_http(void *priv, struct evhttp_request *req, const char *subpath)
     }
     struct prov_dlr d = {.msg_id = id, .delivered = delivered, .detail = raw};
     isp->reports++;
-    isp->host->dlr(isp->host->ctx, &d);
+    /* answered once the report is written (isp_dlr_done): a crash before cannot lose it */
+    isp->host->dlr(isp->host->ctx, &d, isp_dlr_done, req);
     evhttp_clear_headers(&q);
-    gw_http_json(req, 200, json_pack("{s:s}", "status", "ok"));
     return 0;
 }
 

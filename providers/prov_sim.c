@@ -125,7 +125,7 @@ static void on_op(evutil_socket_t fd, short what, void *arg)
                              .delivered = delivered,
                              .detail = delivered ? NULL : "simulated: handset unreachable"};
         s->reports++;
-        s->host->dlr(s->host->ctx, &d);
+        s->host->dlr(s->host->ctx, &d, NULL, NULL); /* in-process: nothing to acknowledge */
         return;
     }
     char ref[40];

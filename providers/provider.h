@@ -81,7 +81,13 @@ struct prov_host {
     struct event_base *base;
     const char *route; /* route name, for logs and callbacks */
     void (*outcome)(void *ctx, const struct prov_result *r);
-    void (*dlr)(void *ctx, const struct prov_dlr *d);
+    /* A delivery report. done (may be NULL) is called once, on the loop thread, possibly before
+     * dlr returns: done(arg, 0, 0) when the report is written (answer the provider OK, delete
+     * it from the SIM), done(arg, <0, 0) when it could not be now (answer with a retryable
+     * error, keep it: it is also kept on our side and applied later, so a repeat is harmless).
+     * Acknowledge a provider only from done: a crash before the write must not lose a report
+     * we said we had. */
+    void (*dlr)(void *ctx, const struct prov_dlr *d, prov_done_fn done, void *arg);
     /* Store an inbound message durably; done(arg, 0, id) after commit, done(arg, <0, 0) when
      * it could not be stored (database down: answer the provider with a retryable error). */
     void (*inbound)(void *ctx, const struct prov_inbound *in, prov_done_fn done, void *arg);

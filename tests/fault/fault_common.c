@@ -840,13 +840,18 @@ static int settled(void *arg)
         " 'decided', (SELECT coalesce(sum(jsonb_array_length(replies)), 0) FROM flow_runs WHERE"
         "   centre_id = %lld),"
         " 'reminder_sms', (SELECT count(*) FROM messages WHERE centre_id = %lld AND direction ="
-        "   'out' AND body LIKE 'Rappel " PREFIX " %%'))",
+        "   'out' AND body LIKE 'Rappel " PREFIX " %%'),"
+        /* reminders and deliveries a killed daemon had leased wait for their lease to end
+         * (gw_sched.c LEASE_S) before another pass takes them */
+        " 'sched_leased', (SELECT count(*) FROM reminders WHERE lease_until > now())"
+        "   + (SELECT count(*) FROM deliveries WHERE status = 'pending' AND lease_until > now()))",
         w->centre, w->centre, w->centre, w->centre, w->centre, w->centre, w->centre);
-    long long out = 0, good = 0, busy = 0, queue = 0, in = 0, runs = 0, decided = 0, rsms = 0;
+    long long out = 0, good = 0, busy = 0, queue = 0, in = 0, runs = 0, decided = 0, rsms = 0,
+              leased = 0;
     sscanf(st ? st : "",
            "out %lld good %lld busy %lld queue %lld in %lld runs %lld decided %lld "
-           "reminder_sms %lld",
-           &out, &good, &busy, &queue, &in, &runs, &decided, &rsms);
+           "reminder_sms %lld sched_leased %lld",
+           &out, &good, &busy, &queue, &in, &runs, &decided, &rsms, &leased);
     int inbox_empty = 1;
     if (w->phone_dir)
         inbox_empty = r_dummy_count(w->phone_dir, 1, NULL) == 0;
@@ -862,7 +867,7 @@ static int settled(void *arg)
     if (strcmp(s->state, s->last) != 0) {
         snprintf(s->last, sizeof s->last, "%s", s->state);
         s->stable_since = h_now();
-    } else if (busy == 0 && queue == 0 && h_now() - s->stable_since > 20) {
+    } else if (busy == 0 && queue == 0 && leased == 0 && h_now() - s->stable_since > 20) {
         return 1;
     }
     return 0;

@@ -183,7 +183,7 @@ static void host_outcome(void *ctx, const struct prov_result *r)
     snprintf(o->msg, sizeof o->msg, "%s", r->error_msg ? r->error_msg : "");
 }
 
-static void host_dlr(void *ctx, const struct prov_dlr *d)
+static void host_dlr(void *ctx, const struct prov_dlr *d, prov_done_fn done, void *arg)
 {
     (void)ctx;
     if (F.destroyed)
@@ -193,6 +193,8 @@ static void host_dlr(void *ctx, const struct prov_dlr *d)
              d->provider_ref ? d->provider_ref : "");
     F.dlr[F.ndlr].delivered = d->delivered;
     F.ndlr++;
+    if (done)
+        done(arg, 0, 0); /* written: the driver deletes the report from the phone */
 }
 
 struct pending_done {
