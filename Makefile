@@ -23,7 +23,7 @@ help:
 	@echo '                   (ARGS="-L unit" passes arguments to ctest)'
 	@echo '  make build       release build in $(BUILD_DIR)'
 	@echo '  make bench       the benchmark set with one table of figures (bench/run_all.sh,'
-	@echo '                   5-10 min; BENCH_REV=HEAD measures the last commit, see bench/README.md)'
+	@echo '                   3-5 min; BENCH_REV=HEAD measures the last commit, see bench/README.md)'
 	@echo '  make format      clang-format -i the C/C++ sources'
 	@echo '  make clean       remove build/'
 	@echo '  make distclean   clean, stop the demo cluster and remove var/'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole benchmark set in one command (also `make bench`), with moderate sizes (about 5 to 10
-# minutes on 2 cores), then ONE table: benchmark, workload, figures, and the machine it ran on.
+# The whole benchmark set in one command (also `make bench`), with moderate sizes (3 to 5
+# minutes on 2 cores, plus the first build), then ONE table: benchmark, workload, figures,
+# and the machine it ran on.
 #
 #   bench/run_all.sh
 #   BENCH_REV=HEAD bench/run_all.sh          measure a commit, not the work tree (see lib.sh)
