@@ -132,6 +132,9 @@ CONF
         "$httpsink" -p "$dlrport" -t 8 -v 1 >"$tmp/dlr.log" 2>&1 &
         sink=$!
         bench_track "$sink"
+        # smsbox retries a report whose URL did not answer only after a delay: the sink must
+        # listen before the first message
+        for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$dlrport") 2>/dev/null && break; sleep 0.1; done
         dlr="&dlr-mask=8&dlr-url=http%3A%2F%2F127.0.0.1%3A$dlrport%2Fdlr%3Fid%3D{i}%26s%3D%25d"
     fi
 
