@@ -955,7 +955,7 @@ static void loan_checked(void *arg, PGresult *res, const char *err)
         /* the loan is not in a state this action applies to (gw_loan_action would refuse it
          * with an English message): say why in French */
         fail(r->req, 409, "bad_state", refusal);
-    } else if (d < 0 || d > 365) {
+    } else if (json_is_integer(days) ? d < 1 || d > 365 : days != NULL) {
         fail(r->req, 422, "invalid_days", "Durée du prêt : de 1 à 365 jours.");
     } else {
         char act[32];
@@ -1017,10 +1017,15 @@ static void routes_fill(struct gw_admin *a, json_t *body)
         const char *k;
         json_object_foreach(s, k, v)
         {
+            /* nothing that looks like a credential, nor the daemon's counts over every centre */
             if (!strstr(k, "key") && !strstr(k, "secret") && !strstr(k, "token") &&
-                !strstr(k, "password"))
+                !strstr(k, "password") && strcmp(k, "queued") && strcmp(k, "due") &&
+                strcmp(k, "in_flight") && strcmp(k, "claimed") && strcmp(k, "accepted") &&
+                strcmp(k, "tempfail") && strcmp(k, "permfail"))
                 json_object_set(o, k, v);
         }
+        json_t *mine = json_object_get(json_object_get(body, "queued_by_route"), name);
+        json_object_set_new(o, "queued", json_integer(json_integer_value(mine)));
         if (!s)
             json_object_set_new(o, "state", json_string("unknown"));
         json_object_set_new(o, "name", json_string(name));
@@ -1032,6 +1037,7 @@ static void routes_fill(struct gw_admin *a, json_t *body)
     json_t *v;
     json_object_foreach(st, k, v) json_array_append_new(avail, json_string(k));
     json_object_set_new(body, "routes", out);
+    json_object_del(body, "queued_by_route");
     json_object_set_new(body, "available", avail);
     json_object_set_new(body, "default_route",
                         json_string(a->cfg->default_route ? a->cfg->default_route : ""));
@@ -1342,6 +1348,8 @@ static void logout_done(void *arg, PGresult *res, const char *err)
     if (err) {
         fail_db(r->req);
     } else {
+        audit_id(r->a, r, strstr(r->path, "all") ? "logout.all" : "logout", "staff",
+                 r->staff_id, NULL);
         set_cookie(r->a, r->req, "", 0);
         gw_http_reply(r->req, 204, "application/json", "", 0);
     }

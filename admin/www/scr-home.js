@@ -44,19 +44,19 @@ function draw(box, d) {
       d.routes ? routesTable(d.routes) : h('p', null, 'État des voies d’envoi indisponible.')));
 }
 
-// routes: [{name, driver, state, in_flight, queued, credit?, last_error?, default}] in the
-// centre's order (GET routes).
+// routes: [{name, driver, state, queued (this centre's messages waiting), credit?, last_error?,
+// default}] in the centre's order (GET routes).
 function routesTable(routes) {
   if (!routes.length) return h('p', null, 'Aucune voie d’envoi configurée.');
   const driver = {sim: 'simulateur', isendpro: 'iSendPro', gammu: 'modem GSM'};
   return table('État des voies d’envoi',
-    ['Voie', 'Type', 'État', 'Crédit', 'En cours', 'En attente', 'Dernière erreur'],
+    ['Voie', 'Type', 'État', 'Crédit', 'En attente', 'Dernière erreur'],
     routes.map((r) => {
       const up = r.state === 'up';
       const credit = r.credit !== undefined && r.credit !== null ? String(r.credit) : '—';
       return [{th: true, content: `${r.name}${r.default ? ' (par défaut)' : ''}`}, driver[r.driver] || r.driver || '',
         h('span', {class: `pill ${up ? 'ok' : 'bad'}`}, up ? 'Fonctionne' : (r.state === 'unknown' ? 'Inconnue' : 'En panne')),
-        credit, String(r.in_flight ?? ''), String(r.queued ?? ''), r.last_error || '—'];
+        credit, String(r.queued ?? ''), r.last_error || '—'];
     }), {captionHidden: true});
 }
 

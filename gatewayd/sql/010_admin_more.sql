@@ -470,10 +470,15 @@ BEGIN
 
     -- ------------------------------------------------------------ routes (Accueil)
     IF p_method = 'GET' AND p_path = 'routes' THEN
-        -- the daemon adds each route's live state (and credit, when its driver reports one)
+        -- the daemon adds each route's live state (and credit, when its driver reports one);
+        -- the queue depths are this centre's own (the daemon's figures are every centre's)
         RETURN jsonb_build_object('status', 200, 'body', jsonb_build_object('routes', coalesce((
             SELECT jsonb_agg(cr.route ORDER BY cr.position, cr.route) FROM centre_routes cr
-             WHERE cr.centre_id = p_centre AND cr.kind = 'all'), '[]'::jsonb)));
+             WHERE cr.centre_id = p_centre AND cr.kind = 'all'), '[]'::jsonb),
+            'queued_by_route', coalesce((
+            SELECT jsonb_object_agg(q.route, q.n) FROM (
+                SELECT oq.route, count(*) AS n FROM outbox_queue oq
+                 WHERE oq.centre_id = p_centre GROUP BY oq.route) q), '{}'::jsonb)));
     END IF;
 
     -- ------------------------------------------------------------ reminders

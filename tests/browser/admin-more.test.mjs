@@ -225,6 +225,12 @@ step('Accueil: routes and credit come from GET routes (not /healthz)', async () 
   assert.equal(r.json.routes[0].name, 'sim');
   assert.ok(r.json.available.includes('simb'));
   assert.ok(!JSON.stringify(r.json).includes('keyid'), 'no credential in the answer');
+  // the queue figures are the centre's own, never the daemon's over every centre
+  for (const rt of r.json.routes) {
+    assert.equal(typeof rt.queued, 'number', `route ${rt.name}: this centre's queued count`);
+    for (const k of ['in_flight', 'due', 'claimed', 'accepted', 'tempfail', 'permfail'])
+      assert.ok(!(k in rt), `route ${rt.name}: no daemon-wide '${k}'`);
+  }
 });
 
 step('Emplois: add a category, publish an offer, see it and its subscribers, retire it', async () => {
