@@ -21,9 +21,9 @@
 # BENCH_DISTINCT numbers (1000). BENCH_STALL: stop waiting after this many seconds without
 # progress (30).
 #
-# What differs from gatewayd (see bench/README.md): Kannel answers 202 once the message is in
-# bearerbox's memory queue; its store file (store-type = file, configured here) is written by
-# a background thread, not flushed per message. gatewayd answers 202 only after the message's
+# What differs from gatewayd (see bench/README.md): Kannel answers 202 once bearerbox has the
+# message in its memory queue and its store file (store-type = file, configured here), a file
+# Kannel never forces to disk (bearerbox calls no fsync). gatewayd answers 202 only after the message's
 # row is committed to PostgreSQL, and every state change is a committed row too.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
