@@ -91,6 +91,10 @@ struct route {
     uint64_t accepted, tempfail, permfail, claimed;
     struct gw_hist latency;
     char last_error[160];
+    /* SIGHUP changed the driver's options: re-create it with these once nothing is in flight
+     * (claims pause meanwhile). Owned by the caller of gw_outbox_reconfigure. */
+    const struct gw_route_conf *next;
+    const struct gw_route_conf *rc; /* its section: breaker and callback settings */
 };
 
 /* An accepted outcome still waiting in the writer's next batch (o->rec), by message id: a
@@ -580,7 +584,7 @@ static int route_healthy(const struct route *r)
 
 static void breaker_failure(struct route *r)
 {
-    const struct gw_route_conf *rc = gw_config_route(r->o->cfg, r->name);
+    const struct gw_route_conf *rc = r->rc;
     r->fails++;
     if (r->breaker == BR_HALF_OPEN) {
         r->cooldown_ms = r->cooldown_ms * 2 > BREAKER_MAX_COOLDOWN_MS ? BREAKER_MAX_COOLDOWN_MS
@@ -607,6 +611,41 @@ static void breaker_success(struct route *r)
     }
 }
 
+static void resume_routes(struct gw_outbox *o);
+
+/* Re-create a route's driver with the options SIGHUP brought (r->next), now that none of its
+ * sends is in flight. The old instance goes first (a modem cannot be opened twice); new options
+ * it refuses leave the old ones in place. */
+static void route_swap(struct route *r)
+{
+    const struct gw_route_conf *rc = r->next;
+    struct prov_conf nc = {.n = rc->n,
+                           .keys = (const char *const *)rc->keys,
+                           .values = (const char *const *)rc->values};
+    r->ops->destroy(r->priv);
+    r->priv = NULL;
+    char derr[256] = "";
+    if (r->ops->create(&nc, &r->host, &r->priv, derr, sizeof derr) == 0) {
+        r->conf = nc;
+        gw_info(r->name, "driver started again with the new options (SIGHUP)");
+    } else {
+        gw_error(r->name, "SIGHUP: the new options are refused (%s); going on with the old ones",
+                 derr);
+        if (r->ops->create(&r->conf, &r->host, &r->priv, derr, sizeof derr) != 0) {
+            /* it worked at start: only a vanished resource (a key file) gets here */
+            gw_error(r->name, "cannot start the driver again with its old options either (%s): "
+                              "stopping",
+                     derr);
+            abort();
+        }
+    }
+    r->next = NULL;
+    r->driver_down = 0;
+    r->resumed = 0; /* the simulator's pending reports died with the old instance */
+    resume_routes(r->o);
+    route_kick(r);
+}
+
 static void host_outcome(void *ctx, const struct prov_result *res)
 {
     struct route *r = ctx;
@@ -620,6 +659,8 @@ static void host_outcome(void *ctx, const struct prov_result *res)
     }
     HASH_DEL(o->inflight, f);
     r->in_flight--;
+    if (r->next && r->in_flight == 0)
+        route_swap(r);
     gw_hist_observe(&r->latency, (double)(gw_now_us() - f->t0_us) / 1e6);
 
     const char *outcome = "accepted";
@@ -978,7 +1019,7 @@ static void claim_done(void *arg, PGresult *res, const char *err)
 static void route_claim(struct route *r)
 {
     struct gw_outbox *o = r->o;
-    if (r->claiming || o->draining || !gw_db_up(o->db) || r->driver_down)
+    if (r->claiming || o->draining || !gw_db_up(o->db) || r->driver_down || r->next)
         return;
     /* Outcomes we could not write yet (the database was away) may be of messages whose lease
      * has expired meanwhile: claiming before they are written would send those again. */
@@ -1129,6 +1170,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
         const struct gw_route_conf *rc = &cfg->routes[i];
         struct route *r = &o->routes[i];
         r->o = o;
+        r->rc = rc;
         r->name = rc->name;
         r->driver = rc->driver;
         r->rate = rc->rate;
@@ -1298,7 +1340,7 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
         struct route *r = &o->routes[i];
         if (strlen(r->name) != len || strncmp(r->name, tail, len) != 0)
             continue;
-        const struct gw_route_conf *rc = gw_config_route(o->cfg, r->name);
+        const struct gw_route_conf *rc = r->rc;
         if (rc && rc->callback_allow) {
             char *addr = NULL;
             ev_uint16_t port = 0;
@@ -1505,6 +1547,51 @@ int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, i
         return 1;
     }
     return 0;
+}
+
+/* Whether the driver's own options (not the core's: rate, breaker, callbacks…) are the same. */
+static int same_options(const struct prov_conf *a, const struct gw_route_conf *b)
+{
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        if (prov_conf_core_key(a->keys[i]))
+            continue;
+        na++;
+        const char *v = prov_conf_get(&(struct prov_conf){b->n, (const char *const *)b->keys,
+                                                          (const char *const *)b->values},
+                                      a->keys[i], NULL);
+        if (!v || strcmp(v, a->values[i]))
+            return 0;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        nb += !prov_conf_core_key(b->keys[i]);
+    return na == nb;
+}
+
+int gw_outbox_reconfigure(struct gw_outbox *o, const struct gw_route_conf *rc)
+{
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        if (strcmp(r->name, rc->name) != 0)
+            continue;
+        if (strcmp(r->driver, rc->driver) != 0)
+            return GW_EINVAL;
+        if (same_options(&r->conf, rc) && !r->next) {
+            r->rc = rc; /* breaker and callback settings apply at once */
+            return 1;
+        }
+        if (o->draining)
+            return GW_OK;
+        gw_info(r->name, "SIGHUP: new driver options; the driver starts again once its %d "
+                         "send%s in flight %s answered",
+                r->in_flight, r->in_flight == 1 ? "" : "s", r->in_flight == 1 ? "is" : "are");
+        r->next = rc;
+        r->rc = rc;
+        if (r->in_flight == 0)
+            route_swap(r);
+        return 1;
+    }
+    return GW_ENOTFOUND;
 }
 
 int gw_outbox_set_limits(struct gw_outbox *o, const char *route, double rate, int concurrency)

@@ -76,6 +76,13 @@ void gw_outbox_set_inbound_hook(struct gw_outbox *o, gw_inbound_hook fn, void *a
 int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, int opted_out);
 
 /* New rate and concurrency limits for a route (SIGHUP reload). GW_ENOTFOUND: no such route. */
+/* SIGHUP: route rc->name's section as read again. Its breaker and callback settings apply at
+ * once; when its driver options changed, the route stops claiming, lets its sends in flight
+ * finish, then re-creates its driver with them. Returns 1: rc is in use (it must stay valid for
+ * the outbox's life); GW_EINVAL: the driver itself changed (a restart is needed), nothing
+ * applied; GW_ENOTFOUND: a route it does not have. */
+struct gw_route_conf;
+int gw_outbox_reconfigure(struct gw_outbox *o, const struct gw_route_conf *rc);
 int gw_outbox_set_limits(struct gw_outbox *o, const char *route, double rate, int concurrency);
 
 /* {"sim":{"driver":"sim","state":"up","in_flight":…,"queued":…}, …} */

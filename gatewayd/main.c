@@ -67,6 +67,8 @@ struct daemon {
     uint64_t watchdog_usec;
     int64_t started_ms;
     int stopping;
+    struct gw_config **kept; /* configurations read on SIGHUP whose route options are in use */
+    size_t nkept;
 };
 
 static void on_healthz(struct evhttp_request *req, void *arg, const char *tail)
@@ -304,19 +306,35 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     }
     gw_log_setup(n->log_json, (enum gw_log_level)n->log_level);
     apply_http_limits(d, n);
+    int keep = 0;
     for (size_t i = 0; i < n->nroutes; i++) {
         const struct gw_route_conf *r = &n->routes[i];
-        if (gw_outbox_set_limits(d->outbox, r->name, r->rate, r->concurrency) != GW_OK)
+        if (gw_outbox_set_limits(d->outbox, r->name, r->rate, r->concurrency) != GW_OK) {
             gw_warn("gatewayd", "SIGHUP: route %s is new: restart to add it", r->name);
+            continue;
+        }
+        int rc = gw_outbox_reconfigure(d->outbox, r);
+        if (rc == GW_EINVAL)
+            gw_warn("gatewayd", "SIGHUP: route %s has another driver now: restart to change it",
+                    r->name);
+        keep |= rc == 1;
     }
     for (size_t i = 0; i < d->cfg->nroutes; i++)
         if (!gw_config_route(n, d->cfg->routes[i].name))
             gw_warn("gatewayd", "SIGHUP: route %s was removed: restart to remove it",
                     d->cfg->routes[i].name);
     gw_info("gatewayd",
-            "SIGHUP: configuration reloaded (log level, route limits, connection and rate "
-            "limits)");
-    gw_config_free(n);
+            "SIGHUP: configuration reloaded (log level, route limits and driver options, "
+            "connection and rate limits)");
+    if (keep) { /* a route runs on n's options now */
+        struct gw_config **k = realloc(d->kept, (d->nkept + 1) * sizeof *k);
+        if (!k)
+            abort();
+        d->kept = k;
+        d->kept[d->nkept++] = n;
+    } else {
+        gw_config_free(n);
+    }
     sd_notify(0, "READY=1");
 }
 
@@ -464,6 +482,9 @@ out:
     gw_admin_free(d.admin);
     gw_partners_free(d.partners);
     gw_outbox_free(d.outbox);
+    for (size_t i = 0; i < d.nkept; i++)
+        gw_config_free(d.kept[i]);
+    free(d.kept);
     gw_auth_free(d.auth);
     gw_http_free(d.http);
     if (d.ev_sigterm)

@@ -1579,8 +1579,9 @@ static void gm_destroy(void *priv)
         t->g = NULL; /* freed by its done(), whenever the core calls it */
     }
     struct gm_ussd *u;
-    while ((u = LIST_FIRST(&g->ussds)) != NULL) {
+    while ((u = LIST_FIRST(&g->ussds)) != NULL) { /* answered, so no caller waits for ever */
         LIST_REMOVE(u, link);
+        u->done(u->arg, PROV_GAMMU_EDOWN, "the modem route stopped (restart or new options)");
         free(u);
     }
     pthread_cond_destroy(&g->cv);

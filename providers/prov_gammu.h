@@ -30,8 +30,8 @@ typedef void (*prov_gammu_ussd_fn)(void *arg, int err, const char *reply);
 /* Dial the USSD `code` (digits, '*', '#', '+'; at most 160 characters) on the route `priv`
  * (a priv from prov_gammu_ops.create). Returns 0 when the request was queued: `done` is then
  * called exactly once, later, on the loop thread, with err 0 and the network's UTF-8 reply, or
- * err < 0 and a human reply ("not supported by this phone", "modem down", …) — unless the route
- * is destroyed first, in which case it is never called (free `arg` yourself then).
+ * err < 0 and a human reply ("not supported by this phone", "modem down", …); a route destroyed
+ * first calls it from destroy with PROV_GAMMU_EDOWN.
  * Returns a negative PROV_GAMMU_E… without calling `done` when the request is refused at once
  * (bad code, modem down, queue full). The reply string is borrowed for the call. Interactive
  * USSD menus are not supported: the first answer is returned and the session left to expire. */

@@ -2,7 +2,10 @@
  * test_systemd — gatewayd as systemd sees it (Type=notify, WatchdogSec=): a unix datagram
  * socket plays systemd's NOTIFY_SOCKET. The daemon says READY=1 once it listens, feeds the
  * watchdog from its event loop, answers SIGHUP with RELOADING=1 … READY=1 and applies the new
- * log level and route limits, and says STOPPING=1 on SIGTERM before a clean exit.
+ * log level and route limits, and says STOPPING=1 on SIGTERM before a clean exit. A SIGHUP that
+ * changes a route's driver options starts its driver again with them (a send then goes through
+ * the new instance); options the driver refuses leave the old ones working; another driver for
+ * the route needs a restart and says so.
  */
 #include "harness.h"
 
@@ -59,6 +62,7 @@ static void test_notify_watchdog_reload_stop(void **state)
     struct h_config c = {.port = port, .conninfo = conninfo, .route_sim = "rate = 5\n"};
     char *config = h_config_write(&c, "systemd.ini");
     h_centre_create(config, "Centre S");
+    char *key = h_key_create(config, "Centre S");
     struct h_daemon *d = h_daemon_start("systemd", config, port);
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
@@ -82,6 +86,46 @@ static void test_notify_watchdog_reload_stop(void **state)
     free(log);
     h_check(&ck, h_daemon_alive(d), "the daemon is still running after SIGHUP");
 
+    /* new driver options: the driver starts again with them; refused ones keep the old */
+    static const struct {
+        const char *route, *log, *what;
+    } steps[] = {
+        {"rate = 50\ndlr_delay_ms = 10\n", "driver started again with the new options",
+         "a new dlr_delay_ms"},
+        {"rate = 50\ndlr_delay_ms = 10\nlatency_ms = soon\n", "the new options are refused",
+         "a latency_ms the simulator refuses"},
+    };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        struct h_config c3 = {.port = port, .conninfo = conninfo, .route_sim = steps[k].route};
+        free(h_config_write(&c3, "systemd.ini"));
+        kill(d->pid, SIGHUP);
+        read_notes(1500);
+        log = h_read_file(d->log);
+        h_check(&ck, log && strstr(log, steps[k].log), "SIGHUP with %s: the log says '%s'",
+                steps[k].what, steps[k].log);
+        free(log);
+        char *body = h_printf("{\"to\":\"+3361234567%zu\",\"text\":\"Après SIGHUP %zu\"}", k, k);
+        struct h_resp *r = h_post_json(d, "/api/v1/messages", key, body);
+        h_check(&ck, r->status == 202, "a send after SIGHUP with %s: %ld %s", steps[k].what,
+                r->status, r->body);
+        h_resp_free(r);
+        free(body);
+        struct h_daemon *alive[] = {d, NULL};
+        long long got = h_wait_delivered(conninfo, (long long)k + 1, 30, 1, alive);
+        h_check(&ck, got == (long long)k + 1, "after SIGHUP with %s the route delivers (%lld of %zu)",
+                steps[k].what, got, k + 1);
+    }
+    struct h_config c4 = {.port = port, .conninfo = conninfo,
+                          .route_sim = "driver = isendpro\nkeyid = x\n"};
+    free(h_config_write(&c4, "systemd.ini"));
+    kill(d->pid, SIGHUP);
+    read_notes(1000);
+    log = h_read_file(d->log);
+    h_check(&ck, log && strstr(log, "has another driver now: restart to change it"),
+            "SIGHUP with another driver for the route: the log asks for a restart");
+    free(log);
+    h_check(&ck, h_daemon_alive(d), "the daemon is still running after the SIGHUPs");
+
     notes[0] = '\0';
     h_daemon_stop_check(d, &ck); /* SIGTERM, clean exit */
     read_notes(300);
@@ -92,6 +136,7 @@ static void test_notify_watchdog_reload_stop(void **state)
     free(sock);
     free(config);
     free(conninfo);
+    free(key);
     h_checks_done(&ck, "systemd notify, watchdog, reload, stop");
 }
 
