@@ -421,6 +421,14 @@ static void argon_release(struct argon *g)
         event_free(g->done);
 }
 
+/* A staff password's argon2id hash (crypto_pwhash_str, the parameters of gatewayctl staff
+ * create): 1 when made. POST staff, staff/{id}/password and me/password all hash through it. */
+static int argon_hash(char out[crypto_pwhash_STRBYTES], const char *pw)
+{
+    return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                             crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
+}
+
 /* Runs fn(arg) on a thread counted in a->verifying; fn ends with event_active(g->done), so that
  * on_done(arg) runs on the loop. 0, or -1 after answering 503 busy (the caller frees arg). */
 static int argon_start(struct gw_admin *a, struct evhttp_request *req, struct argon *g,
@@ -1194,8 +1202,7 @@ static void *hash_thread(void *arg)
 {
     struct pwjob *j = arg;
     struct argon *g = &j->job;
-    g->ok = crypto_pwhash_str(g->hash, g->pw, strlen(g->pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                              crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
+    g->ok = argon_hash(g->hash, g->pw);
     event_active(g->done, EV_READ, 0);
     return NULL;
 }
@@ -1292,6 +1299,198 @@ static void handle_staff_pw(struct areq *r)
     if (argon_start(r->a, r->req, &j->job, hash_thread, pw_hashed, j) < 0) {
         pwjob_free(j);
         areq_free(r);
+    }
+}
+
+/* POST me/password {"current", "new"}: any staff member, whatever the role, changes their own
+ * password. The current one is checked exactly as a login checks it (argon2id on a thread, in
+ * one of the MAX_VERIFYING slots) and a wrong one counts as a failed login for the rate
+ * limiter, so this endpoint is no way around it to guess a password; the new one is hashed on
+ * the same thread right after (one slot, one thread for both). The UPDATE applies only if the
+ * stored hash is still the one checked (an admin may have reset it meanwhile), ends the
+ * account's other sessions, keeps this one, and is audited without any password. Both
+ * passwords are copied out of the request at once and wiped there (JSON and raw body); the
+ * copies are wiped when the job ends. */
+struct mepw {
+    struct areq *r;
+    struct argon job; /* job.pw: the current password, checked against job.hash */
+    char *next;       /* the new password (owned, wiped) */
+    char next_hash[crypto_pwhash_STRBYTES];
+    int made; /* next_hash was made */
+    char addr[64];
+};
+
+static void mepw_free(struct mepw *m)
+{
+    argon_release(&m->job);
+    if (m->next) {
+        sodium_memzero(m->next, strlen(m->next));
+        free(m->next);
+    }
+    free(m);
+}
+
+/* A copy of the string body[key] (NULL when it is not a string); the original is wiped. */
+static char *take_secret(json_t *body, const char *key)
+{
+    json_t *v = json_object_get(body, key);
+    if (!json_is_string(v))
+        return NULL;
+    char *copy = strdup(json_string_value(v));
+    if (!copy)
+        abort();
+    /* jansson keeps the value in a buffer of its own, writable: wipe it before it is freed */
+    sodium_memzero((char *)json_string_value(v), json_string_length(v));
+    json_object_del(body, key);
+    return copy;
+}
+
+/* Characters (UTF-8 code points) of s, as the browser counts them. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static void mepw_saved(void *arg, PGresult *res, const char *err)
+{
+    struct areq *r = arg;
+    if (err || PQntuples(res) > 1) {
+        fail_db(r->req);
+    } else if (PQntuples(res) == 0) {
+        fail(r->req, 409, "password_changed",
+             "Votre mot de passe vient d'être changé par ailleurs : recommencez avec le nouveau.");
+    } else {
+        long long ended = gw_db_int(res, 0, 0);
+        gw_info("admin", "%s changed their own password (%lld other sessions ended)", r->login,
+                ended);
+        gw_http_json(r->req, 200, json_pack("{s:I}", "sessions_ended", (json_int_t)ended));
+    }
+    areq_free(r);
+}
+
+static void *mepw_thread(void *arg)
+{
+    struct mepw *m = arg;
+    struct argon *g = &m->job;
+    g->ok = crypto_pwhash_str_verify(g->hash, g->pw, strlen(g->pw)) == 0;
+    if (g->ok)
+        m->made = argon_hash(m->next_hash, m->next);
+    event_active(g->done, EV_READ, 0);
+    return NULL;
+}
+
+static void mepw_checked(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct mepw *m = arg;
+    struct areq *r = m->r;
+    struct gw_admin *a = r->a;
+    argon_join(a, &m->job);
+    if (!m->job.ok) {
+        a->logins_failed++;
+        rate_fail(a, r->login, m->addr);
+        gw_info("admin", "wrong current password for '%s' from %s (own password change)",
+                r->login, m->addr);
+        areq_fail(r, 403, "bad_current_password", "Le mot de passe actuel est incorrect.");
+        mepw_free(m);
+        return;
+    }
+    if (!m->made) { /* out of memory for argon2id's 64 MiB */
+        fail_busy(r->req);
+        areq_free(r);
+        mepw_free(m);
+        return;
+    }
+    rate_clear_login(a, r->login);
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
+    const char *p[6] = {centre.s, staff.s, m->next_hash, m->job.hash, r->token_hash, r->login};
+    int rc = gw_db_query(
+        a->db,
+        "WITH u AS (UPDATE staff SET password_hash = $3"
+        "   WHERE id = $2::bigint AND centre_id = $1::bigint AND password_hash = $4"
+        "   RETURNING id),"
+        " s AS (UPDATE admin_sessions SET revoked_at = now()"
+        "   WHERE staff_id IN (SELECT id FROM u) AND token_hash <> $5 AND revoked_at IS NULL"
+        "   RETURNING 1)"
+        " SELECT (SELECT count(*) FROM s), gw_audit($1::bigint, $2::bigint, $6,"
+        "   'staff.password_own', 'staff:' || u.id,"
+        "   jsonb_build_object('sessions_ended', (SELECT count(*) FROM s)))"
+        " FROM u",
+        6, p, mepw_saved, r);
+    mepw_free(m);
+    if (rc != GW_OK)
+        areq_fail_db(r);
+}
+
+static void mepw_looked_up(void *arg, PGresult *res, const char *err)
+{
+    struct mepw *m = arg;
+    struct areq *r = m->r;
+    if (err) {
+        areq_fail_db(r);
+        mepw_free(m);
+        return;
+    }
+    /* no hash (cannot happen with a session): the dummy one, which nothing matches */
+    int known = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    snprintf(m->job.hash, sizeof m->job.hash, "%s", known ? PQgetvalue(res, 0, 0) : DUMMY_HASH);
+    if (argon_start(r->a, r->req, &m->job, mepw_thread, mepw_checked, m) < 0) {
+        areq_free(r);
+        mepw_free(m);
+    }
+}
+
+static void handle_me_pw(struct areq *r)
+{
+    struct gw_admin *a = r->a;
+    struct mepw *m = calloc(1, sizeof *m);
+    if (!m)
+        abort();
+    m->r = r;
+    m->job.pw = take_secret(r->json, "current");
+    m->next = take_secret(r->json, "new");
+    if (r->body)
+        sodium_memzero(r->body, r->body_len);
+    const char *cur = m->job.pw, *next = m->next, *weak = NULL;
+    if (!cur || !*cur || !next || strlen(cur) > 256) {
+        areq_fail(r, 400, "bad_request", "Indiquez votre mot de passe actuel et le nouveau.");
+        mepw_free(m);
+        return;
+    }
+    if (utf8_chars(next) < 10 || strlen(next) > 256)
+        weak = "Le nouveau mot de passe doit avoir au moins 10 caractères (et 256 octets au plus).";
+    else if (!strcmp(cur, next))
+        weak = "Le nouveau mot de passe doit être différent de l'actuel.";
+    if (weak) {
+        areq_fail(r, 422, "weak_password", weak);
+        mepw_free(m);
+        return;
+    }
+    client_address(r->req, m->addr, sizeof m->addr);
+    if (rate_limited(a, r->login, m->addr)) {
+        a->logins_limited++;
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "900");
+        areq_fail(r, 429, "rate_limited",
+                  "Trop d'essais. Attendez un quart d'heure ou demandez à un administrateur.");
+        mepw_free(m);
+        return;
+    }
+    if (too_busy(a, r->req)) {
+        areq_free(r);
+        mepw_free(m);
+        return;
+    }
+    struct numtext centre = as_text(r->centre_id), staff = as_text(r->staff_id);
+    const char *p[2] = {centre.s, staff.s};
+    if (gw_db_query(a->db,
+                    "SELECT password_hash FROM staff WHERE id = $2::bigint AND centre_id = $1::bigint",
+                    2, p, mepw_looked_up, m) != GW_OK) {
+        areq_fail_db(r);
+        mepw_free(m);
     }
 }
 
@@ -1399,6 +1598,7 @@ static void dispatch(struct areq *r)
     case GW_ADMIN_H_ROUTES_SET: handle_routes_set(r); return;
     case GW_ADMIN_H_SECRET: handle_secret(r); return;
     case GW_ADMIN_H_STAFF_PW: handle_staff_pw(r); return;
+    case GW_ADMIN_H_ME_PW: handle_me_pw(r); return;
     case GW_ADMIN_H_IMPORT: handle_import(r); return;
     case GW_ADMIN_H_REM_UPDATE: handle_reminder_update(r); return;
     default: run_generic(r); return;

@@ -4,7 +4,8 @@
  *
  * Security: staff passwords are argon2id (libsodium crypto_pwhash_str), verified on a short-
  * lived thread so the event loop never blocks; failed logins are limited per account (5 in 15
- * min) and per address (20 in 15 min); sessions are random tokens in an HttpOnly,
+ * min) and per address (20 in 15 min), and a wrong current password given to POST me/password
+ * (one's own password change) counts as one; sessions are random tokens in an HttpOnly,
  * SameSite=Strict cookie (Secure with [admin] secure_cookies), stored hashed, with idle and
  * absolute expiry; every state-changing request needs the session's CSRF token in
  * X-CSRF-Token. Every query is scoped to the session's centre (an object of another centre is

@@ -15,6 +15,7 @@ const struct gw_admin_endpoint gw_admin_endpoints[] = {
     {"GET", "me", GW_ADMIN_R_ALL, GW_ADMIN_H_ME},
     {"POST", "logout", GW_ADMIN_R_ALL, GW_ADMIN_H_LOGOUT},
     {"POST", "logout-all", GW_ADMIN_R_ALL, GW_ADMIN_H_LOGOUT_ALL},
+    {"POST", "me/password", GW_ADMIN_R_ALL, GW_ADMIN_H_ME_PW},
     {"GET", "dashboard", GW_ADMIN_R_ALL, GW_ADMIN_H_GENERIC},
     {"GET", "residents", GW_ADMIN_R_ALL, GW_ADMIN_H_GENERIC},
     {"POST", "residents", GW_ADMIN_R_ADMIN | GW_ADMIN_R_REFERENT, GW_ADMIN_H_RES_CREATE},

@@ -43,7 +43,8 @@ enum {
     GW_ADMIN_H_STAFF_PW,   /* staff accounts with a password (argon2id on a thread) */
     GW_ADMIN_H_SECRET,     /* partners and API keys: random secrets made by the daemon */
     GW_ADMIN_H_IMPORT,     /* residents/import: the CSV parsed here, checked and saved in SQL */
-    GW_ADMIN_H_REM_UPDATE  /* PATCH reminders/#: validated like a new one, then recomputed */
+    GW_ADMIN_H_REM_UPDATE, /* PATCH reminders/#: validated like a new one, then recomputed */
+    GW_ADMIN_H_ME_PW       /* POST me/password: one's own password (argon2id on a thread) */
 };
 
 struct gw_admin_endpoint {

@@ -16,6 +16,7 @@ import * as jobs from './scr-jobs.js';
 import * as alerts from './scr-alerts.js';
 import * as settings from './scr-settings.js';
 import * as importer from './scr-import.js';
+import * as account from './scr-account.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -61,6 +62,7 @@ const ROUTES = [
   [/^\/emplois$/, jobs, true],
   [/^\/alertes$/, alerts, true],
   [/^\/parametres$/, settings, true],
+  [/^\/mon-compte$/, account, true],
 ];
 
 /* ------------------------------------------------------------------ status and errors */
@@ -212,10 +214,11 @@ function leave() {
   leaving = [];
 }
 
-// aria-current on the menu entry of the screen's section (#/habitants/12 → Habitants)
+// aria-current on the menu entry of the screen's section (#/habitants/12 → Habitants), and on
+// the banner's "Mon compte"
 function markNav(path) {
   const section = (p) => p.split('/')[1] || '';
-  for (const a of document.querySelectorAll('#nav a')) {
+  for (const a of document.querySelectorAll('#nav a, #who a')) {
     if (section(a.getAttribute('href').slice(1)) === section(path)) {
       a.setAttribute('aria-current', 'page');
     } else {

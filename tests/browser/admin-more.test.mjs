@@ -145,7 +145,7 @@ const NEW_ENDPOINTS = [
   ['PUT', 'templates'], ['POST', 'templates/preview'], ['POST', 'templates/reset'],
   ['POST', 'staff'], ['POST', 'staff/1/password'], ['POST', 'staff/1/disable'], ['POST', 'staff/1/enable'],
   ['POST', 'partners'], ['POST', 'partners/1/revoke'], ['POST', 'api-keys'], ['POST', 'api-keys/1/revoke'],
-  ['POST', 'residents/import'], ['GET', 'reminders/1'], ['PATCH', 'reminders/1'],
+  ['POST', 'residents/import'], ['GET', 'reminders/1'], ['PATCH', 'reminders/1'], ['POST', 'me/password'],
 ];
 
 step('API: every new endpoint answers 401 without a session', async () => {
@@ -546,7 +546,8 @@ step('a 360 px phone: the new screens without sideways scrolling, axe still happ
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
   await login(p, 'agnes');
   for (const [hash, title, name] of [['#/emplois', 'Offres d’emploi', 'emplois'], ['#/alertes', 'Alertes', 'alertes'],
-    ['#/parametres', 'Paramètres', 'parametres'], ['#/habitants/importer', 'Importer des habitants', 'import']]) {
+    ['#/parametres', 'Paramètres', 'parametres'], ['#/habitants/importer', 'Importer des habitants', 'import'],
+    ['#/mon-compte', 'Mon compte', 'mon-compte']]) {
     await p.evaluate((x) => { location.hash = x; }, hash);
     await p.getByRole('heading', {level: 1, name: title, exact: true}).waitFor();
     await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
@@ -586,6 +587,136 @@ step('a viewer sees Emplois and Alertes without the forms, and no Paramètres', 
   await p.getByRole('table', {name: 'Thèmes d’alerte'}).waitFor();
   assert.equal(await p.getByRole('button', {name: 'Envoyer l’alerte'}).count(), 0);
   await ctx.close();
+});
+
+/* ================================================================== Mon compte */
+
+// Rate limiter budget: these steps add 2 failed password checks from 127.0.0.1 in the browser
+// and 5 from node (the limit per address is 20 in 15 minutes, admin.test.mjs spends 7 and the
+// steps above 3).
+step('Mon compte: a staff member changes their password in the browser; their other session ends, this one stays; the old password no longer logs in', async () => {
+  const OLD = 'Ancien-mot-de-passe-1';
+  const NEW = 'Nouveau mot de passe 2';
+  const made = await state.agnes.req('POST', 'staff', {body: {login: 'lea', name: 'Léa Roux', role: 'staff', password: OLD}});
+  assert.equal(made.status, 201, made.text);
+  const other = await new Session('lea').open(OLD);
+  const ctx = await newContext();
+  const p = await newPage(ctx);
+  await p.goto(ADMIN);
+  await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
+  await login(p, 'lea', OLD);
+  const link = p.getByRole('banner').getByRole('link', {name: 'Mon compte'});
+  await link.click();
+  await p.getByRole('heading', {level: 1, name: 'Mon compte', exact: true}).waitFor();
+  await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
+  assert.equal(await link.getAttribute('aria-current'), 'page');
+  assert.match(await p.locator('#contenu dl.details').innerText(), /lea[\s\S]*animateur/, 'who is logged in, with the role');
+  const current = p.getByLabel('Mot de passe actuel');
+  const next = p.getByLabel('Nouveau mot de passe', {exact: true});
+  const again = p.getByLabel('Confirmation du nouveau mot de passe');
+  const hint = await next.getAttribute('aria-describedby');
+  assert.ok(hint, 'the new password has a hint');
+  assert.match(await p.locator(`#${hint}`).innerText(), /Au moins 10 caractères/);
+  await axe(p, 'Mon compte');
+  const sent = [];
+  p.on('request', (r) => { if (r.url().endsWith('/admin/api/me/password')) sent.push(r.method()); });
+  // the confirmation differs: said in French, nothing sent
+  await current.fill(OLD);
+  await next.fill(NEW);
+  await again.fill('Nouveau mot de passe 3');
+  await p.getByRole('button', {name: 'Changer mon mot de passe'}).click();
+  await p.locator('#errors').getByText(/Les deux nouveaux mots de passe ne sont pas identiques/).waitFor();
+  assert.equal(await again.getAttribute('aria-invalid'), 'true');
+  assert.equal(sent.length, 0, 'nothing sent while the confirmation differs');
+  // a wrong current password: the server's French message, the field emptied and focused
+  await current.fill('Pas-le-bon-mot-de-passe');
+  await again.fill(NEW);
+  await p.getByRole('button', {name: 'Changer mon mot de passe'}).click();
+  await p.locator('#errors').getByText('Le mot de passe actuel est incorrect.').waitFor();
+  assert.equal(await current.inputValue(), '');
+  assert.ok(await current.evaluate((e) => e === document.activeElement), 'the focus is on the current password');
+  // the right one
+  await current.fill(OLD);
+  await p.getByRole('button', {name: 'Changer mon mot de passe'}).click();
+  await p.locator('#status').getByText('Mot de passe changé. Vos autres sessions sont fermées.').waitFor();
+  assert.equal((await p.locator('#errors').innerText()).trim(), '');
+  for (const f of [current, next, again]) assert.equal(await f.inputValue(), '', 'the fields are emptied');
+  await shot(p, 'mon-compte');
+  assert.equal((await other.req('GET', 'me')).status, 401, 'the other session of the account is ended');
+  // this session stays
+  await p.evaluate(() => { location.hash = '#/habitants'; });
+  await p.getByRole('heading', {level: 1, name: 'Habitants', exact: true}).waitFor();
+  assert.equal(await p.evaluate(async () => (await fetch('api/me')).status), 200, 'this session stays');
+  // log out; the old password is refused (401), the new one opens Accueil
+  await p.getByRole('button', {name: 'Se déconnecter'}).click();
+  await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
+  await p.getByLabel('Identifiant').fill('lea');
+  await p.getByLabel('Mot de passe').fill(OLD);
+  const [refused] = await Promise.all([
+    p.waitForResponse((r) => r.url().endsWith('/admin/api/login')),
+    p.getByRole('button', {name: 'Se connecter'}).click(),
+  ]);
+  assert.equal(refused.status(), 401, 'the old password no longer logs in');
+  await p.locator('#errors').getByText('Identifiant ou mot de passe incorrect.').waitFor();
+  await login(p, 'lea', NEW);
+  await ctx.close();
+  const audit = await state.agnes.req('GET', 'audit?limit=200');
+  const e = audit.json.entries.find((x) => x.action === 'staff.password_own' && x.login === 'lea');
+  assert.ok(e, 'audited as staff.password_own');
+  assert.equal(e.detail.sessions_ended, 1);
+  for (const secret of [OLD, NEW, 'Pas-le-bon-mot-de-passe']) {
+    assert.ok(!audit.text.includes(secret), 'no password in the audit log');
+  }
+});
+
+step('API: POST me/password — 401, 403 CSRF, 422 weak, a viewer changes their own (other sessions end), a wrong current password counts as a failed login (429)', async () => {
+  const OLD = 'Vera-ancien-mdp';
+  const NEW = 'Vera-nouveau-mdp';
+  const none = await raw('POST', 'me/password', {body: {current: OLD, new: NEW}});
+  assert.equal(none.status, 401, none.text);
+  assert.equal(none.json.error.code, 'unauthenticated');
+  const made = await state.agnes.req('POST', 'staff', {body: {login: 'vera', name: 'Véra', role: 'viewer', password: OLD}});
+  assert.equal(made.status, 201, made.text);
+  const v = await new Session('vera').open(OLD);
+  const v2 = await new Session('vera').open(OLD);
+  assert.equal(v.me.role, 'viewer');
+  const nocsrf = await v.req('POST', 'me/password', {body: {current: OLD, new: NEW}, csrf: false});
+  assert.equal(nocsrf.status, 403, nocsrf.text);
+  assert.equal(nocsrf.json.error.code, 'csrf');
+  const short = await v.req('POST', 'me/password', {body: {current: OLD, new: 'court'}});
+  assert.equal(short.status, 422, short.text);
+  assert.equal(short.json.error.code, 'weak_password');
+  assert.match(short.json.error.message, /au moins 10 caractères/);
+  const accents = await v.req('POST', 'me/password', {body: {current: OLD, new: 'ééééééééé'}});
+  assert.equal(accents.status, 422, '9 characters (18 bytes) are too short');
+  const same = await v.req('POST', 'me/password', {body: {current: OLD, new: OLD}});
+  assert.equal(same.status, 422);
+  assert.equal(same.json.error.code, 'weak_password');
+  assert.match(same.json.error.message, /différent/);
+  assert.equal((await v.req('POST', 'me/password', {body: {}})).status, 400);
+  // nothing changed so far
+  assert.equal((await v2.req('GET', 'me')).status, 200);
+  const ok = await v.req('POST', 'me/password', {body: {current: OLD, new: NEW}});
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.json.sessions_ended, 1);
+  assert.ok(!ok.text.includes(NEW), 'the password is not echoed');
+  assert.equal((await v2.req('GET', 'me')).status, 401, 'the other session is ended');
+  assert.equal((await v.req('GET', 'me')).status, 200, 'this session stays');
+  await new Session('vera').open(NEW);
+  // a wrong current password is a failed login: 5 of them and even the right one is refused
+  for (let i = 1; i <= 5; i++) {
+    const r = await v.req('POST', 'me/password', {body: {current: `devinette-${i}-xyz`, new: 'Encore-un-autre-mdp'}});
+    assert.equal(r.status, 403, `wrong current password ${i}: ${r.status} ${r.text}`);
+    assert.equal(r.json.error.code, 'bad_current_password');
+    assert.equal(r.json.error.message, 'Le mot de passe actuel est incorrect.');
+  }
+  const limited = await v.req('POST', 'me/password', {body: {current: NEW, new: 'Encore-un-autre-mdp'}});
+  assert.equal(limited.status, 429, `6th try with the right password: ${limited.status} ${limited.text}`);
+  assert.equal(limited.json.error.code, 'rate_limited');
+  assert.ok(limited.headers.get('retry-after'), 'Retry-After');
+  const login = await raw('POST', 'login', {body: {login: 'vera', password: NEW}});
+  assert.equal(login.status, 429, 'the login of the account is limited too');
+  assert.equal((await v.req('GET', 'me')).status, 200, 'the session itself is not ended by it');
 });
 
 step('no JavaScript error on any page', async () => {

@@ -39,6 +39,12 @@ static void test_endpoints(void **state)
     assert_null(gw_admin_endpoint_find("GET", "residents/1/", &id));
     assert_null(gw_admin_endpoint_find("PUT", "residents/1", &id));
     assert_null(gw_admin_endpoint_find("GET", "login", &id));
+    /* one's own password: every role, viewers included */
+    e = gw_admin_endpoint_find("POST", "me/password", &id);
+    assert_non_null(e);
+    assert_int_equal(e->handler, GW_ADMIN_H_ME_PW);
+    assert_int_equal(e->roles, GW_ADMIN_R_ALL);
+    assert_null(gw_admin_endpoint_find("GET", "me/password", &id));
 }
 
 static void test_query(void **state)
