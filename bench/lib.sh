@@ -48,7 +48,7 @@ for d, dirs, files in os.walk(new):
     for f in files:
         a, b = os.path.join(d, f), os.path.join(cur, rel, f)
         if not os.path.isfile(b) or not filecmp.cmp(a, b, shallow=False):
-            shutil.copy2(a, b)
+            shutil.copy(a, b)  # mtime now: make rebuilds it even when it goes back in time
 for d, dirs, files in os.walk(cur, topdown=False):
     rel = os.path.relpath(d, cur)
     for f in files:

@@ -140,9 +140,18 @@ int gw_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
     return GW_OK;
 }
 
+/* Not for secrets (jitter, the simulator's draws): xorshift64*, seeded once per thread from the
+ * system's generator. libsodium's randombytes_random() is a getrandom() system call each time,
+ * which showed in the send path's profile. */
 uint32_t gw_random32(void)
 {
-    return randombytes_random();
+    static _Thread_local uint64_t state;
+    while (state == 0)
+        randombytes_buf(&state, sizeof state);
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return (uint32_t)((state * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
 /* One item of an address list against addr (NULL: only check the item). 1 match, 0 no match,

@@ -39,7 +39,8 @@ void gw_format_rfc3339(int64_t t, char *buf, size_t len);
 int gw_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
     __attribute__((warn_unused_result));
 
-/* Random 32-bit value (libsodium). */
+/* Random 32-bit value, not for secrets (backoff jitter, the simulator): a fast generator seeded
+ * from libsodium. Keys, tokens and passwords use randombytes_buf. */
 uint32_t gw_random32(void);
 
 /* Address lists ("10.0.0.5, 192.168.1.0/24, ::1"): 0 when every item is an IPv4/IPv6 address
