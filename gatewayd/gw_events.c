@@ -86,6 +86,7 @@ enum hstate { H_COLD, H_INIT, H_SETTLING, H_READY };
 struct gw_events {
     struct event_base *base;
     struct gw_db *db;
+    struct gw_http *http;
     struct event *tick;
     int ticking;
     struct client_list clients;
@@ -271,9 +272,7 @@ static void client_drop(struct client *c)
 static void client_end(struct client *c)
 {
     if (c->req) {
-        struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
-        if (evcon)
-            evhttp_connection_set_closecb(evcon, NULL, NULL);
+        gw_http_on_close(c->ev->http, c->req, NULL, NULL);
         evhttp_send_reply_end(c->req); /* also frees a request whose connection is gone */
         c->req = NULL;
     }
@@ -727,7 +726,7 @@ static void stream_start(struct gw_events *ev, struct client *c)
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
     evhttp_send_reply_start(req, 200, "OK");
-    evhttp_connection_set_closecb(evcon, on_close, c);
+    gw_http_on_close(ev->http, req, on_close, c);
     /* evhttp's 30 s read timeout would end a stream the client has nothing to say on; a
      * client that stops reading still meets the write timeout (and SLOW_CLIENT_BYTES). */
     struct timeval wtv = {WRITE_TIMEOUT_S, 0};
@@ -930,13 +929,14 @@ void gw_events_handle(struct gw_events *ev, struct evhttp_request *req)
 
 /* ------------------------------------------------------------------ life cycle */
 
-struct gw_events *gw_events_new(struct event_base *base, struct gw_db *db)
+struct gw_events *gw_events_new(struct event_base *base, struct gw_db *db, struct gw_http *http)
 {
     struct gw_events *ev = calloc(1, sizeof *ev);
     if (!ev)
         abort();
     ev->base = base;
     ev->db = db;
+    ev->http = http;
     TAILQ_INIT(&ev->clients);
     ev->tick = event_new(base, -1, EV_PERSIST, on_tick, ev);
     if (!ev->tick)

@@ -11,7 +11,7 @@
  * client sees every event exactly once and in id order, even though concurrent transactions
  * commit their ids out of order (see the block comment in gw_events.c).
  *
- * Ownership: gw_events_new borrows base and db, which must outlive it. The caller authorises
+ * Ownership: gw_events_new borrows base, db and http, which must outlive it. The caller authorises
  * the request (operator token) before gw_events_handle, which then owns the reply. A client
  * that goes away is noticed (connection close callback, or a failed write) and its state
  * freed. gw_events_close_all ends every stream (shutdown); gw_events_free must run after
@@ -30,7 +30,8 @@ struct gw_events;
 /* At most this many streams at once; the next gets 503 too_many_clients. */
 #define GW_EVENTS_MAX_CLIENTS 32
 
-struct gw_events *gw_events_new(struct event_base *base, struct gw_db *db);
+struct gw_http;
+struct gw_events *gw_events_new(struct event_base *base, struct gw_db *db, struct gw_http *http);
 void gw_events_free(struct gw_events *ev);
 
 /* GET /ops/events[?centre=&route=&state=&phone_suffix=&after=] with an optional Last-Event-ID

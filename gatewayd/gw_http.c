@@ -32,6 +32,8 @@ struct conn {
     struct evhttp_connection *evcon; /* the key */
     struct gw_http *h;
     struct peer *peer;
+    gw_http_close_fn on_close; /* a handler's interest in the close (gw_http_on_close) */
+    void *on_close_arg;
     UT_hash_handle hh;
 };
 
@@ -74,6 +76,8 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
         return; /* evhttp may call this more than once */
     HASH_DEL(h->conns, c);
     h->nconns--;
+    if (c->on_close)
+        c->on_close(evcon, c->on_close_arg);
     if (--c->peer->conns == 0) {
         HASH_DEL(h->peers, c->peer);
         free(c->peer);
@@ -153,6 +157,19 @@ static int public_path(const char *path)
         if (!strncmp(path, prefixes[i], strlen(prefixes[i])))
             return 1;
     return 0;
+}
+
+void gw_http_on_close(struct gw_http *h, struct evhttp_request *req, gw_http_close_fn fn,
+                      void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct conn *c = NULL;
+    if (evcon)
+        HASH_FIND_PTR(h->conns, &evcon, c);
+    if (c) {
+        c->on_close = fn;
+        c->on_close_arg = arg;
+    }
 }
 
 void gw_http_set_limits(struct gw_http *h, const struct gw_http_limits *lim)

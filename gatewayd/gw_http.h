@@ -37,6 +37,13 @@ struct gw_http_limits {
     const char *rate_exempt;
 };
 void gw_http_set_limits(struct gw_http *h, const struct gw_http_limits *lim);
+
+/* Call fn(evcon, arg) when the connection of req closes (fn NULL: no longer). gw_http owns the
+ * connection's close callback (it counts connections): a handler must not set its own. */
+struct evhttp_connection;
+typedef void (*gw_http_close_fn)(struct evhttp_connection *evcon, void *arg);
+void gw_http_on_close(struct gw_http *h, struct evhttp_request *req, gw_http_close_fn fn,
+                      void *arg);
 struct evbuffer;
 void gw_http_metrics(const struct gw_http *h, struct evbuffer *out);
 int gw_http_listen(struct gw_http *h, const char *host, int port, char *err, size_t errlen)

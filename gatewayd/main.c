@@ -436,7 +436,7 @@ static int run(struct gw_config *cfg)
     d.sched = gw_sched_new(d.base, d.db, cfg);
     d.admin = gw_admin_new(d.base, d.db, d.outbox, d.flows, cfg, d.http);
     d.partners = gw_partners_new(d.db, cfg, d.http);
-    d.events = gw_events_new(d.base, d.db);
+    d.events = gw_events_new(d.base, d.db, d.http);
     gw_http_route(d.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/healthz", GW_HTTP_EXACT, on_healthz,
                   &d);
     gw_http_route(d.http, EVHTTP_REQ_GET, "/metrics", GW_HTTP_EXACT, on_metrics, &d);
