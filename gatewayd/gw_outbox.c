@@ -95,6 +95,7 @@ struct route {
      * (claims pause meanwhile). Owned by the caller of gw_outbox_reconfigure. */
     const struct gw_route_conf *next;
     const struct gw_route_conf *rc; /* its section: breaker and callback settings */
+    struct event *ev_swap;          /* runs route_swap outside the driver's own callbacks */
 };
 
 /* An accepted outcome still waiting in the writer's next batch (o->rec), by message id: a
@@ -612,6 +613,16 @@ static void breaker_success(struct route *r)
 }
 
 static void resume_routes(struct gw_outbox *o);
+static void route_swap(struct route *r);
+
+static void on_swap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct route *r = arg;
+    if (r->next && r->in_flight == 0)
+        route_swap(r);
+}
 
 /* Re-create a route's driver with the options SIGHUP brought (r->next), now that none of its
  * sends is in flight. The old instance goes first (a modem cannot be opened twice); new options
@@ -659,8 +670,8 @@ static void host_outcome(void *ctx, const struct prov_result *res)
     }
     HASH_DEL(o->inflight, f);
     r->in_flight--;
-    if (r->next && r->in_flight == 0)
-        route_swap(r);
+    if (r->next && r->in_flight == 0) /* not from inside the driver's own callback */
+        event_active(r->ev_swap, EV_TIMEOUT, 0);
     gw_hist_observe(&r->latency, (double)(gw_now_us() - f->t0_us) / 1e6);
 
     const char *outcome = "accepted";
@@ -1188,6 +1199,7 @@ struct gw_outbox *gw_outbox_new(struct event_base *base, struct gw_db *db,
                                      .inbound = host_inbound,
                                      .log = host_log};
         r->ev_kick = event_new(base, -1, 0, on_kick, r);
+        r->ev_swap = event_new(base, -1, 0, on_swap, r);
         r->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, r);
         o->nroutes++;
         r->ops = prov_find(rc->driver);
@@ -1302,6 +1314,7 @@ void gw_outbox_free(struct gw_outbox *o)
             r->ops->destroy(r->priv);
         event_free(r->ev_kick);
         event_free(r->ev_tick);
+        event_free(r->ev_swap);
     }
     free(o->routes);
     HASH_ITER(hh, o->inflight, f, tmp)
