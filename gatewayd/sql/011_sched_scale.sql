@@ -21,9 +21,11 @@ BEGIN
     IF NEW.status = 'queued' AND NEW.acked_at IS NULL AND NEW.followup_at IS NULL
        AND NEW.parent_id IS NULL THEN
         IF TG_OP = 'INSERT' OR NEW.followup_due_at IS NULL OR OLD.due_at IS DISTINCT FROM NEW.due_at THEN
+            -- no follow-up is sent for an occurrence older than 7 days (gw_release_claim)
             NEW.followup_due_at := (SELECT NEW.due_at + make_interval(mins => r.followup_min)
                                       FROM reminders r
-                                     WHERE r.id = NEW.reminder_id AND r.ack_requested);
+                                     WHERE r.id = NEW.reminder_id AND r.ack_requested
+                                       AND r.followup_min < 7 * 24 * 60);
         END IF;
     ELSE
         NEW.followup_due_at := NULL;
@@ -36,7 +38,8 @@ UPDATE reminder_occurrences o
    SET followup_due_at = o.due_at + make_interval(mins => r.followup_min)
   FROM reminders r
  WHERE r.id = o.reminder_id AND r.ack_requested AND o.status = 'queued'
-   AND o.acked_at IS NULL AND o.followup_at IS NULL AND o.parent_id IS NULL;
+   AND o.acked_at IS NULL AND o.followup_at IS NULL AND o.parent_id IS NULL
+   AND o.due_at > now() - interval '7 days' AND r.followup_min < 7 * 24 * 60;
 
 CREATE TRIGGER reminder_occurrences_followup_due
     BEFORE INSERT OR UPDATE OF status, acked_at, followup_at, due_at, parent_id
@@ -118,6 +121,10 @@ BEGIN
         RETURN;
     END IF;
     tok := nextval('sched_lease_seq');
+
+    -- an occurrence 7 days old gets no follow-up any more: out of the index
+    UPDATE reminder_occurrences o SET followup_due_at = NULL
+     WHERE o.followup_due_at <= now() AND o.due_at <= now() - interval '7 days';
 
     -- follow-ups: one per occurrence whose reminder asked for an OK
     WITH due AS (
