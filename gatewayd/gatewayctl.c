@@ -192,7 +192,11 @@ static PGresult *q(PGconn *pg, const char *sql, int n, const char *const *p)
 static void centre_id(PGconn *pg, const char *name, char out[24])
 {
     const char *p[1] = {name};
-    PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1", 1, p);
+    /* a centre named "2" wins over the centre whose id is 2 */
+    PGresult *r = q(pg,
+                    "SELECT id FROM centres WHERE name = $1 OR id::text = $1"
+                    " ORDER BY name = $1 DESC LIMIT 1",
+                    1, p);
     if (PQntuples(r) != 1)
         die(3, "no centre named '%s'", name);
     snprintf(out, 24, "%s", PQgetvalue(r, 0, 0));
@@ -1565,15 +1569,8 @@ static int cmd_retry(int argc, char **argv)
     struct gw_config *cfg = load_config();
     PGconn *pg = db_connect(cfg);
     char cid[24] = "";
-    if (centre) {
-        const char *pc[1] = {centre};
-        PGresult *r = q(pg, "SELECT id FROM centres WHERE name = $1 OR id::text = $1"
-                            " ORDER BY name = $1 DESC LIMIT 1", 1, pc);
-        if (PQntuples(r) != 1)
-            die(3, "no centre named '%s'", centre);
-        snprintf(cid, sizeof cid, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
+    if (centre)
+        centre_id(pg, centre, cid);
     char ts[24];
     snprintf(ts, sizeof ts, "%lld", (long long)t);
     const char *p[3] = {ts, centre ? cid : NULL, dry ? "true" : "false"};

@@ -1294,8 +1294,14 @@ static void handle_staff_pw(struct areq *r)
     j->job.pw = strdup(pw && *pw ? pw : r->password);
     if (!j->job.pw)
         abort();
-    /* the password never reaches SQL, the audit log or a log line */
+    /* the password never reaches SQL, the audit log or a log line, and is wiped from the
+     * request (its JSON value and the raw body) as in handle_me_pw */
+    json_t *given = json_object_get(r->json, "password");
+    if (json_is_string(given))
+        sodium_memzero((char *)json_string_value(given), json_string_length(given));
     json_object_del(r->json, "password");
+    if (r->body)
+        sodium_memzero(r->body, r->body_len);
     if (argon_start(r->a, r->req, &j->job, hash_thread, pw_hashed, j) < 0) {
         pwjob_free(j);
         areq_free(r);

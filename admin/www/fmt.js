@@ -68,7 +68,9 @@ const MESSAGE_STATUS = {
   cancelled: 'Annulé',
   received: 'Reçu',
 };
-export const MESSAGE_STATUSES = Object.keys(MESSAGE_STATUS);
+// The states the message list can filter on: the list reads the stored state, and a message in
+// flight is stored 'queued' until its outcome (009_throughput); its own page shows 'sending'.
+export const MESSAGE_STATUSES = Object.keys(MESSAGE_STATUS).filter((s) => s !== 'sending');
 export const messageStatus = (s) => MESSAGE_STATUS[s] || s || '';
 
 const OCCURRENCE_STATUS = {

@@ -526,6 +526,34 @@ char *h_sql_str(const char *conninfo, const char *fmt, ...)
     return v;
 }
 
+struct sql_wait {
+    const char *conninfo, *sql, *want;
+    char *got;
+};
+
+static int sql_wait_pred(void *arg)
+{
+    struct sql_wait *w = arg;
+    free(w->got);
+    w->got = h_sql_str(w->conninfo, "%s", w->sql);
+    return w->want ? w->got && !strcmp(w->got, w->want) : w->got != NULL;
+}
+
+char *h_poll_sql(const char *conninfo, double timeout_s, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *sql = NULL;
+    if (vasprintf(&sql, fmt, ap) < 0)
+        sql = NULL;
+    va_end(ap);
+    H_ASSERT(sql, "out of memory");
+    struct sql_wait w = {conninfo, sql, want, NULL};
+    h_poll(timeout_s, 100, sql_wait_pred, &w);
+    free(sql);
+    return w.got;
+}
+
 long long h_sql_int(const char *conninfo, const char *fmt, ...)
 {
     va_list ap;

@@ -103,6 +103,10 @@ char *h_db_create(const char *base, const char *suffix, char **dbname_out);
 /* First column of the first row as a malloc'ed string; NULL when no row or SQL NULL. */
 char *h_sql_str(const char *conninfo, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* First column of the first row as an integer (fails when no row or NULL). */
+/* Polls (every 100 ms, up to timeout_s) until the first column of the query equals want, or is
+ * not NULL when want is NULL; returns the last value seen (malloc'ed, may be NULL). */
+char *h_poll_sql(const char *conninfo, double timeout_s, const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 long long h_sql_int(const char *conninfo, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void h_sql_exec(const char *conninfo, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

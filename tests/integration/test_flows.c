@@ -172,34 +172,9 @@ static int str_eq(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
-/* Polls (every 100 ms, up to timeout_s) until the first column of sql equals want, or is not
- * NULL when want is NULL; returns the last value seen (malloc'ed, may be NULL). */
-struct sql_wait {
-    const char *sql, *want;
-    char *got;
-};
-
-static int sql_wait_pred(void *arg)
-{
-    struct sql_wait *w = arg;
-    free(w->got);
-    w->got = h_sql_str(G.conninfo, "%s", w->sql);
-    return w->want ? str_eq(w->got, w->want) : w->got != NULL;
-}
-
-static char *poll_sql(double timeout_s, const char *want, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *poll_sql(double timeout_s, const char *want, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char buf[4096];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    struct sql_wait w = {buf, want, NULL};
-    h_poll(timeout_s, 100, sql_wait_pred, &w);
-    return w.got;
-}
+/* Polls (every 100 ms, up to timeout_s) until the first column of the query equals want, or is
+ * not NULL when want is NULL; returns the last value seen (malloc'ed, may be NULL). */
+#define poll_sql(timeout_s, want, ...) h_poll_sql(G.conninfo, (timeout_s), (want), __VA_ARGS__)
 
 /* Septets of a GSM 03.38 text (extension characters count 2); -1 if a character is not
  * GSM-7. */

@@ -69,36 +69,9 @@ static int str_eq(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
-struct sql_wait {
-    const char *sql, *want;
-    char *got;
-};
-
-static int sql_wait_pred(void *arg)
-{
-    struct sql_wait *w = arg;
-    free(w->got);
-    w->got = h_sql_str(G.conninfo, "%s", w->sql);
-    return w->want ? str_eq(w->got, w->want) : w->got != NULL;
-}
-
 /* Polls (every 100 ms, up to WAIT_S) until the first column of the query equals want (or is
  * not NULL when want is NULL); returns the last value seen (malloc'ed, may be NULL). */
-static char *poll_sql(const char *want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *poll_sql(const char *want, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *sql = NULL;
-    if (vasprintf(&sql, fmt, ap) < 0)
-        sql = NULL;
-    va_end(ap);
-    H_ASSERT(sql, "out of memory");
-    struct sql_wait w = {sql, want, NULL};
-    h_poll(WAIT_S, 100, sql_wait_pred, &w);
-    free(sql);
-    return w.got;
-}
+#define poll_sql(want, ...) h_poll_sql(G.conninfo, WAIT_S, (want), __VA_ARGS__)
 
 /* poll_sql, failing with `what` when the value never comes. */
 #define EXPECT_SQL(want, what, ...)                                                                \
