@@ -2,139 +2,23 @@
 // admin.test.mjs, against the same gatewayd and database): Emplois, Alertes, Paramètres, the
 // residents' CSV import, editing a reminder, the Accueil's routes from the API, loan errors in
 // French; and what the new endpoints refuse (401, 403 CSRF, 403 role, 404 other centre).
-import {chromium} from 'playwright-core';
 import assert from 'node:assert/strict';
-import {createRequire} from 'node:module';
-import fs from 'node:fs';
-import path from 'node:path';
+import {ADMIN, BASE, Session, axe, createRunner, inbound, launchBrowser, log, login, newContext,
+  pageHelpers, paris, raw, readPasswords, TZ, waitUntil} from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const BASE = process.env.PASSERELLE_URL;
-const ADMIN = `${BASE}/admin/`;
-const ARTIFACTS = process.env.PASSERELLE_ARTIFACTS || path.resolve('browser-artifacts');
-const CHROMIUM = process.env.PASSERELLE_CHROMIUM || '/usr/bin/chromium';
-const pw = (v) => fs.readFileSync(process.env[v], 'utf8').trim();
-const PASSWORDS = {agnes: pw('PW_ADMIN_FILE'), victor: pw('PW_VIEWER_FILE'), bruno: pw('PW_B_FILE'),
-  sami: pw('PW_STAFF_FILE')};
-const TZ = 'Europe/Paris';
-assert.ok(BASE, 'PASSERELLE_URL is not set: run this through run.sh');
-fs.mkdirSync(ARTIFACTS, {recursive: true});
+// the passwords Session and login use by default
+readPasswords({agnes: 'PW_ADMIN_FILE', victor: 'PW_VIEWER_FILE', bruno: 'PW_B_FILE',
+  sami: 'PW_STAFF_FILE'});
 
-/* ------------------------------------------------------------------ runner and helpers */
+/* ------------------------------------------------------------------ runner and helpers (lib.mjs) */
 
-const steps = [];
-const step = (name, fn, opts = {}) => steps.push({name, fn, ...opts});
 const state = {};
-const log = (...a) => console.log(...a);
 let page = null;
 let browser;
 let context;
-let shotNo = 50;
 const pageErrors = [];
-
-async function waitUntil(fn, what, timeout = 15000, every = 100) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
-
-async function shot(p, name) {
-  shotNo += 1;
-  const file = path.join(ARTIFACTS, `${shotNo}-${name}.png`);
-  await p.screenshot({path: file, fullPage: true});
-  log(`    screenshot: ${file}`);
-}
-
-async function axe(p, label) {
-  await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
-  const res = await p.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, {resultTypes: ['violations']});
-    return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' '))}));
-  });
-  for (const v of res) log(`    axe ${label}: ${v.impact} ${v.id} — ${v.help} (${v.nodes.join(', ')})`);
-  if (!res.length) log(`    axe ${label}: no violation`);
-  const bad = res.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.equal(bad.length, 0, `axe: serious/critical on ${label}: ${bad.map((v) => `${v.id} ${v.nodes.join(', ')}`).join('; ')}`);
-}
-
-async function raw(method, p, {body, headers = {}} = {}) {
-  const h = {...headers};
-  if (body !== undefined) h['Content-Type'] = 'application/json';
-  const res = await fetch(`${BASE}/admin/api/${p}`, {method, headers: h,
-    body: body === undefined ? undefined : JSON.stringify(body), redirect: 'manual'});
-  const text = await res.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    json = null;
-  }
-  return {status: res.status, headers: res.headers, text, json};
-}
-
-class Session {
-  constructor(login) {
-    this.login = login;
-  }
-
-  async open(password = PASSWORDS[this.login]) {
-    const r = await raw('POST', 'login', {body: {login: this.login, password}});
-    assert.equal(r.status, 200, `login ${this.login}: ${r.status} ${r.text}`);
-    this.cookie = r.headers.get('set-cookie').split(';')[0];
-    this.csrf = r.json.csrf;
-    this.me = r.json;
-    return this;
-  }
-
-  req(method, p, {body, csrf = true} = {}) {
-    const headers = {Cookie: this.cookie};
-    if (csrf && method !== 'GET') headers['X-CSRF-Token'] = this.csrf;
-    return raw(method, p, {body, headers});
-  }
-}
-
-async function inbound(from, text) {
-  const res = await fetch(`${BASE}/providers/sim/inbound`, {method: 'POST',
-    headers: {'Content-Type': 'application/x-www-form-urlencoded'},
-    body: new URLSearchParams({from, text}).toString()});
-  assert.equal(res.status, 200, `inbound '${text}': ${res.status}`);
-}
-
-const h1 = (name) => page.getByRole('heading', {level: 1, name, exact: true});
-
-async function go(hash, title) {
-  await page.evaluate((x) => { location.hash = x; }, hash);
-  if (title) await h1(title).waitFor();
-  await page.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
-}
-
-async function statusText(re) {
-  return waitUntil(async () => re.exec(await page.locator('#status').innerText()), `status ${re}`);
-}
-
-async function noError() {
-  const t = (await page.locator('#errors').innerText()).trim();
-  assert.equal(t, '', `the error area shows: ${t}`);
-}
-
-function paris(minutesFromNow = 0) {
-  const d = new Date(Date.now() + minutesFromNow * 60000);
-  const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {timeZone: TZ, year: 'numeric',
-    month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'})
-    .formatToParts(d).map((x) => [x.type, x.value]));
-  return {date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}`};
-}
+const {step, shot, main} = createRunner({firstShot: 50, failShot: 'ECHEC-suite', page: () => page, browser: () => browser});
+const {h1, go, statusText, noError} = pageHelpers(() => page);
 
 /* ================================================================== API: no session */
 
@@ -177,13 +61,6 @@ step('set-up: residents subscribed to the SORTIE alerts (by SMS), a staff member
 
 /* ================================================================== browser */
 
-async function newContext(opts = {}) {
-  const ctx = await browser.newContext({locale: 'fr-FR', timezoneId: TZ, acceptDownloads: true,
-    viewport: {width: 1280, height: 900}, ...opts});
-  await ctx.addInitScript({path: require.resolve('axe-core/axe.min.js')});
-  return ctx;
-}
-
 async function newPage(ctx) {
   const p = await ctx.newPage();
   p.on('pageerror', (e) => pageErrors.push(e.message));
@@ -193,17 +70,9 @@ async function newPage(ctx) {
   return p;
 }
 
-async function login(p, user, password = PASSWORDS[user]) {
-  await p.getByLabel('Identifiant').fill(user);
-  await p.getByLabel('Mot de passe').fill(password);
-  await p.getByRole('button', {name: 'Se connecter'}).click();
-  await p.getByRole('heading', {level: 1, name: 'Accueil', exact: true}).waitFor();
-}
-
 step('browser: chromium starts and agnes (admin) logs in', async () => {
-  browser = await chromium.launch({executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-dev-shm-usage']});
-  context = await newContext();
+  browser = await launchBrowser();
+  context = await newContext(browser);
   page = await newPage(context);
   await page.goto(ADMIN);
   await h1('Connexion').waitFor();
@@ -377,7 +246,7 @@ step('Paramètres: create a staff account (password shown once), log in with it,
   const old = await raw('POST', 'login', {body: {login: 'nadia', password: first}});
   assert.equal(old.status, 401);
   // and log in with it in a browser
-  const ctx = await newContext();
+  const ctx = await newContext(browser);
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -540,7 +409,7 @@ step('Prêts: an action on a loan in the wrong state is refused in French', asyn
 });
 
 step('a 360 px phone: the new screens without sideways scrolling, axe still happy', async () => {
-  const ctx = await newContext({viewport: {width: 360, height: 740}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
+  const ctx = await newContext(browser, {viewport: {width: 360, height: 740}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -573,7 +442,7 @@ step('a 360 px phone: the new screens without sideways scrolling, axe still happ
 });
 
 step('a viewer sees Emplois and Alertes without the forms, and no Paramètres', async () => {
-  const ctx = await newContext();
+  const ctx = await newContext(browser);
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -600,7 +469,7 @@ step('Mon compte: a staff member changes their password in the browser; their ot
   const made = await state.agnes.req('POST', 'staff', {body: {login: 'lea', name: 'Léa Roux', role: 'staff', password: OLD}});
   assert.equal(made.status, 201, made.text);
   const other = await new Session('lea').open(OLD);
-  const ctx = await newContext();
+  const ctx = await newContext(browser);
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -792,41 +661,6 @@ step('API: another centre’s objects are 404, like missing ones', async () => {
 });
 
 /* ------------------------------------------------------------------ run */
-
-async function main() {
-  let failed = 0;
-  let skipRest = false;
-  log(`TAP version 13\n1..${steps.length}`);
-  for (const [i, s] of steps.entries()) {
-    const n = i + 1;
-    if (skipRest) {
-      log(`not ok ${n} - ${s.name} # SKIP an earlier critical step failed`);
-      failed += 1;
-      continue;
-    }
-    const t = Date.now();
-    try {
-      await s.fn();
-      log(`ok ${n} - ${s.name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-    } catch (e) {
-      failed += 1;
-      log(`not ok ${n} - ${s.name}`);
-      log(`  ---\n  ${String(e && e.stack || e).split('\n').slice(0, 8).join('\n  ')}\n  ...`);
-      if (page) {
-        try {
-          await shot(page, `ECHEC-suite-${n}`);
-          log(`    page: ${page.url()}; error area: ${(await page.locator('#errors').innerText()).trim()}`);
-        } catch (e2) {
-          // the browser may be gone
-        }
-      }
-      if (s.critical) skipRest = true;
-    }
-  }
-  if (browser) await browser.close();
-  log(`${steps.length - failed} of ${steps.length} steps passed`);
-  process.exit(failed ? 1 : 0);
-}
 
 main().catch((e) => {
   console.error(e);

@@ -8,167 +8,26 @@
 // in by SMS, watch the attendance appear, print the poster, download the monthly CSV; confirm
 // a loan requested by SMS. And what the API refuses: no session (401), no CSRF token (403),
 // a viewer changing something (403), another centre's objects (404), password guessing (429).
-import {chromium} from 'playwright-core';
 import assert from 'node:assert/strict';
-import {createRequire} from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
+import {ADMIN, ARTIFACTS, Session, axe, axeReport, createRunner, inbound, launchBrowser, log,
+  login, newContext, pageHelpers, paris, raw, readPasswords, TZ, waitUntil} from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const BASE = process.env.PASSERELLE_URL;
-const ADMIN = `${BASE}/admin/`;
-const ARTIFACTS = process.env.PASSERELLE_ARTIFACTS || path.resolve('browser-artifacts');
-const CHROMIUM = process.env.PASSERELLE_CHROMIUM || '/usr/bin/chromium';
 const WWW = process.env.PASSERELLE_WWW;
-const pw = (v) => fs.readFileSync(process.env[v], 'utf8').trim();
-const PASSWORDS = {agnes: pw('PW_ADMIN_FILE'), victor: pw('PW_VIEWER_FILE'),
-  cible: pw('PW_TARGET_FILE'), bruno: pw('PW_B_FILE')};
-const TZ = 'Europe/Paris';
+const PASSWORDS = readPasswords({agnes: 'PW_ADMIN_FILE', victor: 'PW_VIEWER_FILE',
+  cible: 'PW_TARGET_FILE', bruno: 'PW_B_FILE'});
 const PHONE = '06 11 22 33 44';
 const E164 = '+33611223344';
 
-assert.ok(BASE, 'PASSERELLE_URL is not set: run this through run.sh');
-fs.mkdirSync(ARTIFACTS, {recursive: true});
+/* ------------------------------------------------------------------ a tiny runner (lib.mjs) */
 
-/* ------------------------------------------------------------------ a tiny runner */
-
-const steps = [];
-const step = (name, fn, opts = {}) => steps.push({name, fn, ...opts});
 const state = {}; // what steps learn and later steps use
-const axeReport = [];
 let page = null;
-let shotNo = 0;
-
-function log(...a) {
-  console.log(...a);
-}
-
-async function waitUntil(fn, what, timeout = 15000, every = 100) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
-
-async function shot(p, name, opts = {}) {
-  shotNo += 1;
-  const file = path.join(ARTIFACTS, `${String(shotNo).padStart(2, '0')}-${name}.png`);
-  await p.screenshot({path: file, fullPage: true, ...opts});
-  log(`    screenshot: ${file}`);
-  return file;
-}
-
-// axe-core on the current screen: serious and critical violations fail, others are printed.
-async function axe(p, label) {
-  await p.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
-  const res = await p.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, {resultTypes: ['violations']});
-    return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' '))}));
-  });
-  const bad = res.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  axeReport.push({screen: label, violations: res.length, serious: bad.length});
-  for (const v of res) {
-    log(`    axe ${label}: ${v.impact} ${v.id} — ${v.help} (${v.nodes.join(', ')})`);
-  }
-  if (!res.length) log(`    axe ${label}: no violation`);
-  assert.equal(bad.length, 0, `axe: ${bad.length} serious/critical violation(s) on ${label}: ${bad.map((v) => `${v.id} ${v.nodes.join(', ')}`).join('; ')}`);
-}
-
-/* ------------------------------------------------------------------ HTTP from node */
-
-// A staff session held by node: cookie and CSRF token from POST login.
-class Session {
-  constructor(login) {
-    this.login = login;
-    this.cookie = null;
-    this.csrf = null;
-  }
-
-  async open(password = PASSWORDS[this.login]) {
-    const r = await raw('POST', 'login', {body: {login: this.login, password}});
-    assert.equal(r.status, 200, `login ${this.login}: ${r.status} ${r.text}`);
-    this.setCookie = r.headers.get('set-cookie');
-    this.cookie = this.setCookie.split(';')[0];
-    this.csrf = r.json.csrf;
-    this.me = r.json;
-    return this;
-  }
-
-  req(method, p, {body, csrf = true, token} = {}) {
-    const headers = {Cookie: this.cookie};
-    if (csrf && method !== 'GET') headers['X-CSRF-Token'] = token || this.csrf;
-    return raw(method, p, {body, headers});
-  }
-}
-
-async function raw(method, p, {body, headers = {}} = {}) {
-  const h = {...headers};
-  if (body !== undefined) h['Content-Type'] = 'application/json';
-  const res = await fetch(`${BASE}/admin/api/${p}`, {method, headers: h,
-    body: body === undefined ? undefined : JSON.stringify(body), redirect: 'manual'});
-  const text = await res.text();
-  let json = null;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    json = null;
-  }
-  return {status: res.status, headers: res.headers, text, json};
-}
-
-// An SMS from a resident's phone through the simulator.
-async function inbound(from, text) {
-  const res = await fetch(`${BASE}/providers/sim/inbound`, {method: 'POST',
-    headers: {'Content-Type': 'application/x-www-form-urlencoded'},
-    body: new URLSearchParams({from, text}).toString()});
-  const body = await res.text();
-  assert.equal(res.status, 200, `inbound '${text}': ${res.status} ${body}`);
-  return JSON.parse(body).id;
-}
-
-// Local time in the centre's zone, minutes from now.
-function paris(minutesFromNow = 0) {
-  const d = new Date(Date.now() + minutesFromNow * 60000);
-  const p = Object.fromEntries(new Intl.DateTimeFormat('en-CA', {timeZone: TZ, year: 'numeric',
-    month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23'})
-    .formatToParts(d).map((x) => [x.type, x.value]));
-  return {date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}`, month: `${p.year}-${p.month}`};
-}
-
-/* ------------------------------------------------------------------ page helpers */
-
-const h1 = (name) => page.getByRole('heading', {level: 1, name, exact: true});
-
-async function go(hash, title) {
-  // a hash change: the application routes without reloading the document
-  await page.evaluate((hsh) => { location.hash = hsh; }, hash);
-  if (title) await h1(title).waitFor();
-  await page.waitForFunction(() => !document.getElementById('view')?.hasAttribute('aria-busy'));
-}
-
-async function statusText(re, what) {
-  return waitUntil(async () => {
-    const t = await page.locator('#status').innerText();
-    return re.exec(t);
-  }, what || `status message ${re}`);
-}
-
-async function noError() {
-  const t = (await page.locator('#errors').innerText()).trim();
-  assert.equal(t, '', `the error area shows: ${t}`);
-}
+let browser;
+let context;
+const {step, shot, main} = createRunner({firstShot: 0, failShot: 'ECHEC', page: () => page, browser: () => browser});
+const {h1, go, statusText, noError} = pageHelpers(() => page);
 
 async function previewDates() {
   return page.locator('#prochaines-dates li').allInnerTexts();
@@ -225,8 +84,6 @@ step('static UI: served at /admin/ with its types and CSP, small, nothing outsid
 
 /* ================================================================== the browser */
 
-let browser;
-let context;
 let loads = 0;
 const pageErrors = [];
 
@@ -244,25 +101,9 @@ async function newPage(ctx) {
   return p;
 }
 
-async function newContext(opts = {}) {
-  const ctx = await browser.newContext({locale: 'fr-FR', timezoneId: TZ, acceptDownloads: true,
-    viewport: {width: 1280, height: 900}, ...opts});
-  // axe as an init script: not subject to the page's Content-Security-Policy
-  await ctx.addInitScript({path: require.resolve('axe-core/axe.min.js')});
-  return ctx;
-}
-
-async function login(p, user) {
-  await p.getByLabel('Identifiant').fill(user);
-  await p.getByLabel('Mot de passe').fill(PASSWORDS[user]);
-  await p.getByRole('button', {name: 'Se connecter'}).click();
-  await p.getByRole('heading', {level: 1, name: 'Accueil', exact: true}).waitFor();
-}
-
 step('browser: chromium starts (headless, --no-sandbox, no download)', async () => {
-  browser = await chromium.launch({executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-dev-shm-usage']});
-  context = await newContext();
+  browser = await launchBrowser();
+  context = await newContext(browser);
   page = await newPage(context);
   page.on('load', () => { loads += 1; });
   log(`    chromium ${browser.version()}`);
@@ -682,7 +523,7 @@ step('RGPD: export what is stored about a resident; an admin erases another one'
 });
 
 step('a 360 px phone and 200 % zoom: no sideways scrolling, and axe is still happy', async () => {
-  const ctx = await newContext({viewport: {width: 360, height: 740}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
+  const ctx = await newContext(browser, {viewport: {width: 360, height: 740}, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -719,7 +560,7 @@ step('a 360 px phone and 200 % zoom: no sideways scrolling, and axe is still hap
 });
 
 step('a viewer sees the screens without the buttons that change things', async () => {
-  const ctx = await newContext();
+  const ctx = await newContext(browser);
   const p = await newPage(ctx);
   await p.goto(ADMIN);
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
@@ -875,46 +716,14 @@ step('API: password guessing is rate-limited (429 after 5 failures, even with th
 
 /* ------------------------------------------------------------------ run */
 
-async function main() {
-  const t0 = Date.now();
-  let failed = 0;
-  let skipRest = false;
-  log(`TAP version 13\n1..${steps.length}`);
-  for (const [i, s] of steps.entries()) {
-    const n = i + 1;
-    if (skipRest) {
-      log(`not ok ${n} - ${s.name} # SKIP an earlier critical step failed`);
-      failed += 1;
-      continue;
-    }
-    const t = Date.now();
-    try {
-      await s.fn();
-      log(`ok ${n} - ${s.name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
-    } catch (e) {
-      failed += 1;
-      log(`not ok ${n} - ${s.name}`);
-      log(`  ---\n  ${String(e && e.stack || e).split('\n').slice(0, 8).join('\n  ')}\n  ...`);
-      if (page) {
-        try {
-          await shot(page, `ECHEC-${n}`);
-          log(`    page: ${page.url()}; error area: ${(await page.locator('#errors').innerText()).trim()}`);
-        } catch (e2) {
-          // the browser may be gone
-        }
-      }
-      if (s.critical) skipRest = true;
-    }
-  }
-  if (browser) await browser.close();
-  log('\naxe-core summary (screen: violations / serious or critical):');
-  for (const a of axeReport) log(`  ${a.screen}: ${a.violations} / ${a.serious}`);
-  log(`\nartifacts: ${ARTIFACTS}`);
-  log(`${steps.length - failed} of ${steps.length} steps passed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  process.exit(failed ? 1 : 0);
-}
-
-main().catch((e) => {
+main({
+  timed: true,
+  epilogue() {
+    log('\naxe-core summary (screen: violations / serious or critical):');
+    for (const a of axeReport) log(`  ${a.screen}: ${a.violations} / ${a.serious}`);
+    log(`\nartifacts: ${ARTIFACTS}`);
+  },
+}).catch((e) => {
   console.error(e);
   process.exit(1);
 });
