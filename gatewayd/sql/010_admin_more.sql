@@ -52,8 +52,9 @@ CREATE FUNCTION gw_admin_settings_json(cen centres) RETURNS jsonb LANGUAGE sql S
     SELECT jsonb_build_object('id', cen.id, 'name', cen.name, 'timezone', cen.timezone,
         'settings', jsonb_build_object(
             'display_name', coalesce(cen.settings ->> 'display_name', ''),
-            'quiet_start', gw_setting(cen.settings, 'quiet_start', '20:00'),
-            'quiet_end', gw_setting(cen.settings, 'quiet_end', '08:00'),
+            -- the window in which non-urgent SMS may go out (the scheduler's meaning)
+            'quiet_start', gw_setting(cen.settings, 'quiet_start', '08:00'),
+            'quiet_end', gw_setting(cen.settings, 'quiet_end', '20:00'),
             'quiet_sundays', gw_setting(cen.settings, 'quiet_sundays', 'yes'),
             'quiet_holidays', gw_setting(cen.settings, 'quiet_holidays', 'yes'),
             'daily_cap', gw_setting(cen.settings, 'daily_cap', '3'),
@@ -292,8 +293,8 @@ BEGIN
             IF v IS NOT NULL AND v <> '' AND v !~ gw_admin_setting_pattern(k) THEN
                 RETURN gw_admin_err(422, 'invalid_setting', CASE k
                     WHEN 'display_name' THEN 'Nom dans les SMS : 40 caractères au plus.'
-                    WHEN 'quiet_start' THEN 'Début des heures calmes : HH:MM.'
-                    WHEN 'quiet_end' THEN 'Fin des heures calmes : HH:MM (24:00 pour minuit).'
+                    WHEN 'quiet_start' THEN 'Début des heures d''envoi : HH:MM.'
+                    WHEN 'quiet_end' THEN 'Fin des heures d''envoi : HH:MM (24:00 pour minuit).'
                     WHEN 'daily_cap' THEN 'Limite de SMS par jour et par habitant : de 1 à 50.'
                     WHEN 'retention_days' THEN 'Durée de conservation des textes : de 1 à 9999 jours.'
                     WHEN 'fanout_max' THEN 'Taille maximale d''une alerte : de 1 à 1 000 000.'
@@ -305,6 +306,12 @@ BEGIN
             END IF;
             patch := patch || jsonb_build_object(k, v);
         END LOOP;
+        -- non-urgent SMS go out between quiet_start and quiet_end: a window that ends before it
+        -- starts would let them out at any hour
+        IF coalesce(nullif(patch ->> 'quiet_start', ''), gw_setting(cen.settings, 'quiet_start', '08:00'))
+           >= coalesce(nullif(patch ->> 'quiet_end', ''), gw_setting(cen.settings, 'quiet_end', '20:00')) THEN
+            RETURN gw_admin_err(422, 'invalid_setting', 'Heures d''envoi : le début doit précéder la fin (ex. de 08:00 à 20:00).', jsonb_build_object('field', 'quiet_start'));
+        END IF;
         IF p_body ? 'name' AND EXISTS (SELECT 1 FROM centres c WHERE c.name = btrim(p_body ->> 'name') AND c.id <> p_centre) THEN
             RETURN gw_admin_err(409, 'exists', 'Un autre centre porte déjà ce nom.', jsonb_build_object('field', 'name'));
         END IF;

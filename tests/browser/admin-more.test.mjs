@@ -194,7 +194,14 @@ step('Paramètres: centre settings, poster number, a template edited and preview
   assert.equal(me.json.centre.ussd_code, '*321#');
   const bad = await state.agnes.req('PATCH', 'settings', {body: {settings: {quiet_start: '25:00'}}});
   assert.equal(bad.status, 422);
-  assert.match(bad.json.error.message, /heures calmes/);
+  assert.match(bad.json.error.message, /heures d'envoi/);
+  // the form saved unchanged keeps the sending window 08:00-20:00 (the scheduler's meaning)
+  assert.equal(s.json.centre.settings.quiet_start, '08:00', 'saving the form keeps the window');
+  assert.equal(s.json.centre.settings.quiet_end, '20:00');
+  const inverted = await state.agnes.req('PATCH', 'settings', {body: {settings: {quiet_start: '20:00', quiet_end: '08:00'}}});
+  assert.equal(inverted.status, 422, 'a window that ends before it starts is refused');
+  assert.equal(inverted.json.error.code, 'invalid_setting');
+  assert.match(inverted.json.error.message, /le début doit précéder la fin/);
   // a template
   await page.getByLabel('Modèle', {exact: true}).selectOption('unknown');
   await page.getByLabel('Texte', {exact: true}).fill('Votre message est transmis à {centre}.');
