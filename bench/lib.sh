@@ -15,7 +15,8 @@
 # `git archive` into BENCH_BUILD_DIR-rev/src and built in BENCH_BUILD_DIR-rev, instead of the
 # work tree: other people's
 # unfinished edits in a shared work tree then neither break nor colour the figures), BENCH_RESULTS (a file: each script appends
-# its table rows there, see bench_row), BENCH_KEEP=1 (leave the cluster running).
+# its table rows there, see bench_row), BENCH_KEEP=1 (leave the cluster running), BENCH_GW_ENV
+# (VAR=value words put in gatewayd's environment, e.g. GLIBC_TUNABLES=glibc.malloc.mxfast=0).
 
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 pgctl="$root/scripts/pgctl.sh"
@@ -178,9 +179,9 @@ bench_centre() {
 # /healthz; returns 1 when it never answered.
 bench_daemon_start() {
     if [ "${1:-}" = append ]; then
-        "$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>>"$tmp/gw.log" &
+        env ${BENCH_GW_ENV:-} "$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>>"$tmp/gw.log" &
     else
-        "$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>"$tmp/gw.log" &
+        env ${BENCH_GW_ENV:-} "$bin/gatewayd/gatewayd" --config "$tmp/gw.ini" 2>"$tmp/gw.log" &
     fi
     daemon=$!
     for _ in $(seq 100); do

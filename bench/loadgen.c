@@ -2,9 +2,9 @@
  * loadgen — HTTP load generator for the Passerelle submission API.
  *
  * Sends --count POST /api/v1/messages requests to a running gatewayd over
- * --concurrency keep-alive HTTP/1.1 connections (libevent evhttp client, one
- * connection per worker; each worker sends its next request as soon as the
- * answer to the previous one has arrived), then prints a summary: requests
+ * --concurrency keep-alive HTTP/1.1 connections (one per worker, on libevent's
+ * loop with a minimal HTTP/1.1 client of its own; each worker sends its next
+ * request as soon as the answer to the previous one has arrived), then prints a summary: requests
  * sent, accepted (202), counts per HTTP status, connection errors, elapsed
  * time, accepted/s and latency percentiles.
  *
@@ -43,6 +43,7 @@
  * See bench/README.md for what each figure of the summary means.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -53,11 +54,16 @@
 #include <string.h>
 #include <time.h>
 
-#include <event2/buffer.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
+
+#include "http_answer.h"
 
 #define API_PATH "/api/v1/messages"
 #define RETRY_DELAY_MS 200
@@ -71,8 +77,8 @@ enum mode { MODE_API, MODE_INBOUND, MODE_GET };
 /* ---- configuration ---------------------------------------------------- */
 
 static struct {
-    char host[256];      /* as given to evhttp_connection_base_new (no brackets) */
-    char host_hdr[300];  /* Host header value, "host:port" */
+    char host[256];       /* as given to getaddrinfo (no brackets) */
+    char host_hdr[300];   /* Host header value, "host:port" */
     char url_shown[4400]; /* for the summary */
     unsigned short port;
     char *key; /* heap: from --key or --key-file */
@@ -99,15 +105,27 @@ static struct {
 
 /* ---- run state -------------------------------------------------------- */
 
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
 struct worker {
-    struct evhttp_connection *conn;
+    int fd;              /* the keep-alive connection, -1 when none */
+    int connecting;      /* its non-blocking connect is in progress */
+    int eof;             /* the server closed it (seen while reading) */
+    struct event *rev;   /* EV_READ | EV_PERSIST on fd once connected */
+    struct event *wev;   /* EV_WRITE: the connect's completion, or the rest of a request */
     struct event *timer; /* delay before a retry or after a connection error */
     long long cur;       /* request index being worked on, -1 when none */
     int is_retry;        /* the next send of cur is a retry */
-    int inflight;        /* a request is on the wire, its callback not yet run */
-    int drop_conn;       /* free and recreate conn before the next send */
+    int inflight;        /* a request is on the wire, its answer not yet read */
     int done;
     struct timespec t0;
+    struct sbuf out; /* the request being sent, out_off of it sent */
+    size_t out_off;
+    struct sbuf body; /* its body while it is built */
+    struct sbuf in;   /* what the server answered so far */
 };
 
 static struct {
@@ -133,6 +151,9 @@ static struct {
     int oom;
 
     FILE *ids_out;
+    struct sockaddr_storage addr; /* the server's, resolved once */
+    socklen_t addrlen;
+    struct sbuf hdrs; /* the headers every request carries */
 } st;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -238,8 +259,10 @@ static int parse_url(const char *url)
         if (cfg.mode == MODE_API)
             fprintf(stderr, "loadgen: --url: the path is fixed to " API_PATH "; drop \"%s\"\n", p);
         else
-            fprintf(stderr, "loadgen: --url: give http://host:port only with --inbound/--get; "
-                            "drop \"%s\"\n", p);
+            fprintf(stderr,
+                    "loadgen: --url: give http://host:port only with --inbound/--get; "
+                    "drop \"%s\"\n",
+                    p);
         return -1;
     }
     cfg.port = (unsigned short)port;
@@ -384,8 +407,9 @@ static int read_texts_file(const char *path)
 static int set_inbound_path(const char *route)
 {
     size_t n = strlen(route);
-    if (n == 0 || n > 64 || strspn(route, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                          "0123456789_-") != n) {
+    if (n == 0 || n > 64 ||
+        strspn(route, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789_-") != n) {
         fprintf(stderr, "loadgen: --inbound: bad route name \"%s\"\n", route);
         return -1;
     }
@@ -400,8 +424,8 @@ static int set_inbound_path(const char *route)
 static int set_get_template(const char *tpl)
 {
     if (tpl[0] != '/' || strlen(tpl) > 4000) {
-        fprintf(stderr, "loadgen: --get: the template must be a path starting with / (got \"%s\")\n",
-                tpl);
+        fprintf(stderr,
+                "loadgen: --get: the template must be a path starting with / (got \"%s\")\n", tpl);
         return -1;
     }
     for (const unsigned char *p = (const unsigned char *)tpl; *p; p++) {
@@ -415,6 +439,38 @@ static int set_get_template(const char *tpl)
     return cfg.path ? 0 : -1;
 }
 
+/* ---- buffers ---------------------------------------------------------- */
+
+static int sb_reserve(struct sbuf *b, size_t more)
+{
+    if (b->cap - b->len >= more)
+        return 0;
+    size_t ncap = b->cap ? b->cap : 512;
+    while (ncap - b->len < more)
+        ncap *= 2;
+    char *n = realloc(b->p, ncap);
+    if (n == NULL)
+        return -1;
+    b->p = n;
+    b->cap = ncap;
+    return 0;
+}
+
+static int sb_add(struct sbuf *b, const void *s, size_t n)
+{
+    if (sb_reserve(b, n + 1) != 0)
+        return -1;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int sb_adds(struct sbuf *b, const char *s)
+{
+    return sb_add(b, s, strlen(s));
+}
+
 /* ---- requests --------------------------------------------------------- */
 
 static void recipient(long long i, char *to, size_t cap)
@@ -423,30 +479,22 @@ static void recipient(long long i, char *to, size_t cap)
     snprintf(to, cap, "+%0*llu", cfg.to_digits, v);
 }
 
-/* the text of request i (malloc'ed) */
-static char *text_of(long long i)
+/* Appends the text of request i to b, through add (escaping) */
+static int add_text_of(long long i, struct sbuf *b, int (*add)(struct sbuf *, const char *))
 {
-    char num[24];
-    snprintf(num, sizeof num, "%lld", i);
     const char *prefix = cfg.texts[i % cfg.ntexts].prefix;
     const char *suffix = cfg.texts[i % cfg.ntexts].suffix;
-    size_t plen = strlen(prefix);
-    size_t nlen = suffix ? strlen(num) : 0;
-    size_t slen = suffix ? strlen(suffix) : 0;
-    char *text = malloc(plen + nlen + slen + 1);
-    if (text == NULL)
-        return NULL;
-    memcpy(text, prefix, plen);
-    if (suffix) {
-        memcpy(text + plen, num, nlen);
-        memcpy(text + plen + nlen, suffix, slen);
-    }
-    text[plen + nlen + slen] = '\0';
-    return text;
+    if (add(b, prefix) != 0)
+        return -1;
+    if (suffix == NULL)
+        return 0;
+    char num[24];
+    snprintf(num, sizeof num, "%lld", i);
+    return add(b, num) == 0 && add(b, suffix) == 0 ? 0 : -1;
 }
 
 /* Appends s percent-encoded (every byte but the unreserved ones) to b. */
-static int add_escaped(struct evbuffer *b, const char *s)
+static int add_escaped(struct sbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -454,19 +502,46 @@ static int add_escaped(struct evbuffer *b, const char *s)
         int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '-' || c == '.' || c == '_' || c == '~';
         char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-        if ((plain ? evbuffer_add(b, p, 1) : evbuffer_add(b, e, 3)) != 0)
+        if ((plain ? sb_add(b, p, 1) : sb_add(b, e, 3)) != 0)
             return -1;
     }
     return 0;
 }
 
+/* Appends s as the inside of a JSON string (s is valid UTF-8, checked at start-up):
+ * '"', '\' and control bytes escaped, everything else as is (what json_dumps writes). */
+static int add_json_chars(struct sbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const char *run = s;
+    for (const char *p = s;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c != '\0' && c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        if (sb_add(b, run, (size_t)(p - run)) != 0)
+            return -1;
+        if (c == '\0')
+            return 0;
+        char e[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t n = 2;
+        if (c < 0x20) {
+            memcpy(e, "\\u00", 4);
+            e[4] = hex[c >> 4];
+            e[5] = hex[c & 15];
+            n = 6;
+        }
+        if (sb_add(b, e, n) != 0)
+            return -1;
+        run = p + 1;
+    }
+}
+
 /* --get: the template with {to}, {text}, {i} replaced (URL-encoded) into b */
-static int build_get_path(long long i, struct evbuffer *b)
+static int build_get_path(long long i, struct sbuf *b)
 {
     char to[24], num[24];
     recipient(i, to, sizeof to);
     snprintf(num, sizeof num, "%lld", i);
-    char *text = NULL;
     int rc = 0;
     for (const char *p = cfg.path; *p && rc == 0;) {
         if (strncmp(p, "{to}", 4) == 0) {
@@ -476,58 +551,79 @@ static int build_get_path(long long i, struct evbuffer *b)
             rc = add_escaped(b, num);
             p += 3;
         } else if (strncmp(p, "{text}", 6) == 0) {
-            if (text == NULL)
-                text = text_of(i);
-            rc = text ? add_escaped(b, text) : -1;
+            rc = add_text_of(i, b, add_escaped);
             p += 6;
         } else {
-            rc = evbuffer_add(b, p, 1);
+            rc = sb_add(b, p, 1);
             p++;
         }
     }
-    free(text);
     return rc;
 }
 
 /* --inbound: from=<to>&text=<text> into b */
-static int build_form(long long i, struct evbuffer *b)
+static int build_form(long long i, struct sbuf *b)
 {
     char to[24];
     recipient(i, to, sizeof to);
-    char *text = text_of(i);
-    int rc = text != NULL && evbuffer_add(b, "from=", 5) == 0 && add_escaped(b, to) == 0 &&
-                     evbuffer_add(b, "&text=", 6) == 0 && add_escaped(b, text) == 0
-                 ? 0
-                 : -1;
-    free(text);
-    return rc;
+    return sb_adds(b, "from=") == 0 && add_escaped(b, to) == 0 && sb_adds(b, "&text=") == 0 &&
+                   add_text_of(i, b, add_escaped) == 0
+               ? 0
+               : -1;
 }
 
-static char *build_body(long long i, size_t *len)
+/* the API's JSON body: {"to":…,"text":…[,"idempotency_key":…]} into b */
+static int build_json(long long i, struct sbuf *b)
 {
-    char to[24], idem[320];
+    char to[24];
     recipient(i, to, sizeof to);
-    char *text = text_of(i);
-    if (text == NULL)
-        return NULL;
-
-    json_t *o = json_object();
-    char *out = NULL;
-    if (o != NULL && json_object_set_new(o, "to", json_string(to)) == 0 &&
-        json_object_set_new(o, "text", json_string(text)) == 0) {
-        int ok = 1;
-        if (cfg.idem_prefix != NULL) {
-            snprintf(idem, sizeof idem, "%s-%lld", cfg.idem_prefix, i);
-            ok = json_object_set_new(o, "idempotency_key", json_string(idem)) == 0;
-        }
-        if (ok)
-            out = json_dumps(o, JSON_COMPACT);
+    int rc = sb_adds(b, "{\"to\":\"") == 0 && sb_adds(b, to) == 0 &&
+                     sb_adds(b, "\",\"text\":\"") == 0 && add_text_of(i, b, add_json_chars) == 0 &&
+                     sb_adds(b, "\"") == 0
+                 ? 0
+                 : -1;
+    if (rc == 0 && cfg.idem_prefix != NULL) {
+        char num[24];
+        snprintf(num, sizeof num, "-%lld", i);
+        rc = sb_adds(b, ",\"idempotency_key\":\"") == 0 &&
+                     add_json_chars(b, cfg.idem_prefix) == 0 && sb_adds(b, num) == 0 &&
+                     sb_adds(b, "\"") == 0
+                 ? 0
+                 : -1;
     }
-    json_decref(o);
-    free(text);
-    if (out != NULL)
-        *len = strlen(out);
-    return out;
+    return rc == 0 ? sb_adds(b, "}") : -1;
+}
+
+/* The whole HTTP/1.1 request for index i into out (emptied first): the request line and
+ * headers, then the body. One write puts it on the wire. */
+static int build_request(long long i, struct sbuf *out, struct sbuf *body)
+{
+    out->len = body->len = 0;
+    int rc;
+    if (cfg.mode == MODE_GET) {
+        rc = sb_adds(out, "GET ") == 0 && build_get_path(i, out) == 0 &&
+                     sb_adds(out, " HTTP/1.1\r\n") == 0
+                 ? 0
+                 : -1;
+    } else {
+        rc = (cfg.mode == MODE_API ? build_json(i, body) : build_form(i, body)) == 0 &&
+                     sb_adds(out, "POST ") == 0 && sb_adds(out, cfg.path) == 0 &&
+                     sb_adds(out, " HTTP/1.1\r\n") == 0
+                 ? 0
+                 : -1;
+    }
+    if (rc != 0)
+        return -1;
+    /* the headers every request carries, made once: Host, keep-alive, and for the API the
+     * key and the content types */
+    if (sb_add(out, st.hdrs.p, st.hdrs.len) != 0)
+        return -1;
+    if (cfg.mode != MODE_GET) {
+        char cl[48];
+        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n\r\n", body->len);
+        return sb_adds(out, cl) == 0 && sb_add(out, body->p, body->len) == 0 ? 0 : -1;
+    }
+    return sb_adds(out, "\r\n");
 }
 
 static void record_latency(double ms)
@@ -580,20 +676,12 @@ static void write_id(const char *body, size_t len)
     json_decref(root);
 }
 
-static void on_response(struct evhttp_request *req, void *arg)
+/* An HTTP answer to the request in flight. */
+static void on_response(struct worker *w, int code, const char *body, size_t len)
 {
-    struct worker *w = arg;
-    if (!w->inflight)
-        return; /* already handled as a failed evhttp_make_request */
     w->inflight = 0;
     if (st.stopping)
         return;
-
-    int code = req ? evhttp_request_get_response_code(req) : 0;
-    if (code <= 0) {
-        handle_conn_error(w);
-        return;
-    }
 
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -607,12 +695,8 @@ static void on_response(struct evhttp_request *req, void *arg)
              : cfg.mode == MODE_INBOUND ? code == 200
                                         : code >= 200 && code < 300;
     if (ok) {
-        if (cfg.mode != MODE_GET) {
-            struct evbuffer *in = evhttp_request_get_input_buffer(req);
-            size_t len = evbuffer_get_length(in);
-            const char *body = (const char *)evbuffer_pullup(in, -1);
-            write_id(body ? body : "", body ? len : 0);
-        }
+        if (cfg.mode != MODE_GET)
+            write_id(body, len);
         st.accepted++;
         w->cur = -1;
         worker_next(w);
@@ -626,13 +710,157 @@ static void on_response(struct evhttp_request *req, void *arg)
     }
 }
 
-/* No HTTP answer (refused, reset, closed before the response, timeout).
- * The connection is dropped and recreated after a short delay, so a dead
- * server costs a few wakeups per second per worker, not a busy loop. */
+/* ---- connections -------------------------------------------------------
+ * One keep-alive connection per worker on a non-blocking socket, one request on it at a time:
+ * the request goes out in one send(), the answer is read as it comes and parsed by
+ * http_answer.c (status line, Content-Length or chunked body, Connection: close). No HTTP
+ * library's client: the load
+ * generator shares the machine with what it measures, so it should cost as little as it can. */
+
+static void conn_close(struct worker *w)
+{
+    if (w->rev != NULL)
+        event_free(w->rev);
+    if (w->wev != NULL)
+        event_free(w->wev);
+    w->rev = w->wev = NULL;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    w->connecting = 0;
+    w->in.len = 0;
+}
+
+/* The connection broke (or the server answered nonsense): the request in flight, if any,
+ * gets no answer. A close while idle (the server's keep-alive timeout) is not an error. */
+static void conn_fail(struct worker *w)
+{
+    conn_close(w);
+    if (w->inflight) {
+        w->inflight = 0;
+        if (!st.stopping)
+            handle_conn_error(w);
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+static int conn_open(struct worker *w)
+{
+    w->fd = socket(st.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (w->fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(w->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    w->rev = event_new(st.base, w->fd, EV_READ | EV_PERSIST, on_readable, w);
+    w->wev = event_new(st.base, w->fd, EV_WRITE, on_writable, w);
+    if (w->rev == NULL || w->wev == NULL) {
+        conn_close(w);
+        return -1;
+    }
+    if (connect(w->fd, (const struct sockaddr *)&st.addr, st.addrlen) == 0) {
+        event_add(w->rev, NULL);
+        return 0;
+    }
+    if (errno != EINPROGRESS) {
+        conn_close(w);
+        return -1;
+    }
+    w->connecting = 1;
+    event_add(w->wev, NULL);
+    return 0;
+}
+
+/* Writes what is left of the request; the rest waits for EV_WRITE. */
+static void flush_out(struct worker *w)
+{
+    while (w->out_off < w->out.len) {
+        ssize_t n = send(w->fd, w->out.p + w->out_off, w->out.len - w->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            w->out_off += (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (errno != EINTR) {
+                event_add(w->wev, NULL);
+                return;
+            }
+        } else {
+            conn_fail(w);
+            return;
+        }
+    }
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    if (w->connecting) {
+        int err = 0;
+        socklen_t elen = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            conn_fail(w);
+            return;
+        }
+        w->connecting = 0;
+        event_add(w->rev, NULL);
+    }
+    flush_out(w);
+}
+
+/* Is a whole answer in w->in? Then handles it (and returns 1); 0 while incomplete, -1 when
+ * malformed. */
+static int try_response(struct worker *w)
+{
+    struct http_answer a;
+    int r = http_answer_parse(w->in.p, w->in.len, w->eof, &a);
+    if (r != HTTP_ANSWER_DONE)
+        return r == HTTP_ANSWER_INCOMPLETE ? 0 : -1;
+    /* consumed: one request at a time, so nothing follows the answer */
+    w->in.len = 0;
+    if (a.close || w->eof)
+        conn_close(w); /* a.body stays valid: the buffer is kept */
+    w->eof = 0;
+    on_response(w, a.code, a.body, a.body_len); /* may send the next request */
+    return 1;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    if (sb_reserve(&w->in, 16384) != 0) {
+        st.oom = 1;
+        stop("out of memory");
+        return;
+    }
+    ssize_t n = recv(fd, w->in.p + w->in.len, w->in.cap - w->in.len - 1, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0)
+        w->eof = 1;
+    else
+        w->in.len += (size_t)n;
+    if (!w->inflight) { /* closed while idle, or bytes nobody asked for: start afresh */
+        conn_close(w);
+        w->eof = 0;
+        return;
+    }
+    int r = try_response(w);
+    if (r < 0 || (r == 0 && w->eof)) {
+        w->eof = 0;
+        conn_fail(w);
+    }
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+/* No HTTP answer (refused, reset, closed before the response, timeout): the connection is
+ * already closed; a new one is made after a short delay, so a dead server costs a few
+ * wakeups per second per worker, not a busy loop. */
 static void handle_conn_error(struct worker *w)
 {
     st.conn_errors++;
-    w->drop_conn = 1;
     if (cfg.retry) {
         w->is_retry = 1;
     } else {
@@ -644,77 +872,27 @@ static void handle_conn_error(struct worker *w)
 
 static void send_current(struct worker *w)
 {
-    if (w->conn == NULL) {
-        w->conn = evhttp_connection_base_new(st.base, NULL, cfg.host, cfg.port);
-        if (w->conn == NULL) {
-            fprintf(stderr, "loadgen: cannot create a connection to %s\n", cfg.host_hdr);
-            st.sent++; /* counted so that sent = answers + errors + aborted */
-            handle_conn_error(w);
-            return;
-        }
-        evhttp_connection_set_timeout(w->conn, REQUEST_TIMEOUT_S);
-    }
-
-    struct evhttp_request *req = evhttp_request_new(on_response, w);
-    struct evbuffer *path = evbuffer_new();
-    int built = -1;
-    if (req != NULL && path != NULL) {
-        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-        struct evbuffer *out = evhttp_request_get_output_buffer(req);
-        evhttp_add_header(h, "Host", cfg.host_hdr);
-        evhttp_add_header(h, "Connection", "keep-alive");
-        if (cfg.mode == MODE_API) {
-            size_t len = 0;
-            char *body = build_body(w->cur, &len);
-            char auth[1024];
-            snprintf(auth, sizeof auth, "Bearer %s", cfg.key);
-            evhttp_add_header(h, "Authorization", auth);
-            evhttp_add_header(h, "Content-Type", "application/json");
-            evhttp_add_header(h, "Accept", "application/json");
-            built = body != NULL && evbuffer_add(out, body, len) == 0 &&
-                            evbuffer_add(path, API_PATH, strlen(API_PATH)) == 0
-                        ? 0
-                        : -1;
-            free(body);
-        } else if (cfg.mode == MODE_INBOUND) {
-            evhttp_add_header(h, "Content-Type", "application/x-www-form-urlencoded");
-            built = build_form(w->cur, out) == 0 &&
-                            evbuffer_add(path, cfg.path, strlen(cfg.path)) == 0
-                        ? 0
-                        : -1;
-        } else {
-            built = build_get_path(w->cur, path);
-        }
-        if (built == 0)
-            built = evbuffer_add(path, "", 1); /* NUL-terminated */
-    }
-    if (built != 0) {
-        if (req != NULL)
-            evhttp_request_free(req);
-        if (path != NULL)
-            evbuffer_free(path);
+    if (build_request(w->cur, &w->out, &w->body) != 0) {
         st.oom = 1;
         stop("out of memory");
         return;
     }
-
     st.sent++;
     if (w->is_retry)
         st.retries++;
     w->is_retry = 0;
     w->inflight = 1;
+    w->out_off = 0;
     clock_gettime(CLOCK_MONOTONIC, &w->t0);
-    int sent = evhttp_make_request(w->conn, req,
-                                   cfg.mode == MODE_GET ? EVHTTP_REQ_GET : EVHTTP_REQ_POST,
-                                   (const char *)evbuffer_pullup(path, -1));
-    evbuffer_free(path);
-    if (sent != 0) {
-        /* req has been freed by libevent. */
-        if (w->inflight) {
-            w->inflight = 0;
-            handle_conn_error(w);
-        }
+    if (w->fd < 0 && conn_open(w) != 0) {
+        if (errno != ECONNREFUSED && errno != ENETUNREACH && errno != EHOSTUNREACH)
+            fprintf(stderr, "loadgen: cannot connect to %s: %s\n", cfg.host_hdr, strerror(errno));
+        w->inflight = 0;
+        handle_conn_error(w);
+        return;
     }
+    if (!w->connecting)
+        flush_out(w);
 }
 
 static void worker_next(struct worker *w)
@@ -740,16 +918,22 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct worker *w = arg;
-    if (st.stopping)
-        return;
-    if (w->drop_conn) {
-        if (w->conn != NULL)
-            evhttp_connection_free(w->conn);
-        w->conn = NULL;
-        w->drop_conn = 0;
+    worker_next(arg);
+}
+
+/* once a second: a request without an answer after REQUEST_TIMEOUT_S is a connection error */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    for (int i = 0; i < cfg.concurrency && !st.stopping; i++) {
+        struct worker *w = &st.workers[i];
+        if (w->inflight && ms_between(&w->t0, &now) > REQUEST_TIMEOUT_S * 1e3)
+            conn_fail(w);
     }
-    worker_next(w);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -865,6 +1049,47 @@ static void print_summary(double elapsed_s, long long aborted)
     else
         printf("latency ms    p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (%zu answers)\n", p50, p90,
                p99, max, st.lat_n);
+}
+
+/* The server's address, resolved once (the first answer of getaddrinfo). */
+static int resolve_server(void)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)cfg.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(cfg.host, port, &hints, &res);
+    if (rc != 0 || res == NULL || res->ai_addrlen > sizeof st.addr) {
+        fprintf(stderr, "loadgen: cannot resolve %s: %s\n", cfg.host,
+                rc != 0 ? gai_strerror(rc) : "no address");
+        if (res != NULL)
+            freeaddrinfo(res);
+        return -1;
+    }
+    memcpy(&st.addr, res->ai_addr, res->ai_addrlen);
+    st.addrlen = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* The headers every request carries, after its request line. */
+static int build_common_headers(void)
+{
+    int rc = sb_adds(&st.hdrs, "Host: ") == 0 && sb_adds(&st.hdrs, cfg.host_hdr) == 0 &&
+                     sb_adds(&st.hdrs, "\r\nConnection: keep-alive\r\n") == 0
+                 ? 0
+                 : -1;
+    if (rc == 0 && cfg.mode == MODE_API)
+        rc = sb_adds(&st.hdrs, "Authorization: Bearer ") == 0 && sb_adds(&st.hdrs, cfg.key) == 0 &&
+                     sb_adds(&st.hdrs, "\r\nContent-Type: application/json\r\n"
+                                       "Accept: application/json\r\n") == 0
+                 ? 0
+                 : -1;
+    else if (rc == 0 && cfg.mode == MODE_INBOUND)
+        rc = sb_adds(&st.hdrs, "Content-Type: application/x-www-form-urlencoded\r\n");
+    if (rc != 0)
+        fprintf(stderr, "loadgen: out of memory\n");
+    return rc;
 }
 
 /* ---- main ------------------------------------------------------------- */
@@ -1025,7 +1250,8 @@ int main(int argc, char **argv)
         if (cfg.key == NULL)
             goto out_key;
         if (!valid_key(cfg.key) || strlen(cfg.key) > 900) {
-            fprintf(stderr, "loadgen: the API key is empty, too long or has spaces/control bytes\n");
+            fprintf(stderr,
+                    "loadgen: the API key is empty, too long or has spaces/control bytes\n");
             goto out_key;
         }
     }
@@ -1041,21 +1267,25 @@ int main(int argc, char **argv)
 
     /* a peer closing mid-write must be an error return, not a killed process */
     signal(SIGPIPE, SIG_IGN);
+    if (resolve_server() != 0 || build_common_headers() != 0)
+        goto out_text;
 
     st.base = event_base_new();
     st.workers = calloc((size_t)cfg.concurrency, sizeof *st.workers);
     st.lat_cap = cfg.count < 1000000 ? (size_t)cfg.count : 1000000;
     st.lat = malloc(st.lat_cap * sizeof *st.lat);
     struct event *deadline = st.base ? evtimer_new(st.base, on_deadline, NULL) : NULL;
+    struct event *tick = st.base ? event_new(st.base, -1, EV_PERSIST, on_tick, NULL) : NULL;
     struct event *sigint = st.base ? evsignal_new(st.base, SIGINT, on_signal, NULL) : NULL;
     struct event *sigterm = st.base ? evsignal_new(st.base, SIGTERM, on_signal, NULL) : NULL;
     if (st.base == NULL || st.workers == NULL || st.lat == NULL || deadline == NULL ||
-        sigint == NULL || sigterm == NULL) {
+        tick == NULL || sigint == NULL || sigterm == NULL) {
         fprintf(stderr, "loadgen: out of memory\n");
         goto out_events;
     }
     for (int i = 0; i < cfg.concurrency; i++) {
         st.workers[i].cur = -1;
+        st.workers[i].fd = -1;
         st.workers[i].timer = evtimer_new(st.base, on_timer, &st.workers[i]);
         if (st.workers[i].timer == NULL) {
             fprintf(stderr, "loadgen: out of memory\n");
@@ -1064,6 +1294,8 @@ int main(int argc, char **argv)
     }
     struct timeval dl = {(time_t)cfg.max_seconds, 0};
     evtimer_add(deadline, &dl);
+    struct timeval one_s = {1, 0};
+    event_add(tick, &one_s);
     evsignal_add(sigint, NULL);
     evsignal_add(sigterm, NULL);
 
@@ -1094,16 +1326,21 @@ int main(int argc, char **argv)
 out_events:
     if (st.workers != NULL) {
         for (int i = 0; i < cfg.concurrency; i++) {
-            if (st.workers[i].conn != NULL)
-                evhttp_connection_free(st.workers[i].conn); /* frees a pending request */
-            if (st.workers[i].timer != NULL)
-                event_free(st.workers[i].timer);
+            struct worker *w = &st.workers[i];
+            conn_close(w);
+            if (w->timer != NULL)
+                event_free(w->timer);
+            free(w->out.p);
+            free(w->body.p);
+            free(w->in.p);
         }
     }
     free(st.workers);
     free(st.lat);
     if (deadline)
         event_free(deadline);
+    if (tick)
+        event_free(tick);
     if (sigint)
         event_free(sigint);
     if (sigterm)
@@ -1114,6 +1351,7 @@ out_events:
     if (st.ids_out != NULL)
         fclose(st.ids_out);
 out_text:
+    free(st.hdrs.p);
     for (int k = 0; k < cfg.ntexts; k++)
         free(cfg.texts[k].prefix);
 out_key:

@@ -50,6 +50,9 @@ build() {
         fuzz_sched_rrule)
             clang "${cflags[@]}" "$here/$name.c" "$root/gatewayd/sched_time.c" \
                 $(pc --cflags --libs libical) -o "$out/$name" ;;
+        fuzz_http_answer)
+            clang "${cflags[@]}" -I"$root/bench" "$here/$name.c" "$root/bench/http_answer.c" \
+                -o "$out/$name" ;;
         fuzz_webhook)
             clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
             clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_partners_parse.c" \
