@@ -10,7 +10,8 @@
 # Uses a release build (build/bench, see lib.sh), a throwaway PostgreSQL cluster under /tmp, and the
 # daemon at log level "warn" (a log line per state change would dominate the measurement).
 # BENCH_TIMELINE=1 prints delivered/s every 10 s (to see whether the claim path decays as the
-# tables grow); BENCH_ROUTE=nowhere measures accepting alone; BENCH_DISTINCT numbers (1000).
+# tables grow); BENCH_ROUTE=nowhere measures accepting alone; BENCH_DISTINCT numbers (1000);
+# BENCH_HANDOFF=no turns the enqueue's hand-off off ([outbox] handoff, see README).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 count=${1:-50000}
@@ -30,6 +31,7 @@ for conc in "${concs[@]}"; do
     bench_config "[outbox]
 batch_size = 2000
 poll_interval_ms = 200
+handoff = ${BENCH_HANDOFF:-yes}
 $BENCH_SIM_ROUTE"
     bench_centre "${BENCH_ROUTE:-sim}"
     bench_daemon_start || true

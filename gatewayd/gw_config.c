@@ -244,6 +244,11 @@ static int handler(void *user, const char *section, const char *key, const char 
             ERR("unknown key '%s' in [log]", key);
         }
     } else if (!strcmp(section, "outbox")) {
+        if (!strcmp(key, "handoff")) {
+            if (parse_bool(value, &c->handoff) < 0)
+                ERR("handoff must be yes or no");
+            return 1;
+        }
         struct {
             const char *name;
             int *dst;
@@ -343,6 +348,7 @@ static void defaults(struct gw_config *c)
     c->batch_size = 500;
     c->lease_seconds = 60;
     c->poll_interval_ms = 500;
+    c->handoff = 1;
     c->admin_idle_minutes = 30;
     c->admin_absolute_hours = 12;
     c->sched_enabled = 1;

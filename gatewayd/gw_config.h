@@ -53,6 +53,7 @@ struct gw_config {
     int max_attempts;
     int backoff_base_ms;
     int backoff_max_ms;
+    int handoff; /* an enqueue may claim its messages for a route with room (012) */
     /* [admin] */
     char *admin_www_dir;      /* the UI's files; NULL = the source tree's admin/www */
     int admin_secure_cookies; /* add Secure to the session cookie (behind TLS) */

@@ -44,7 +44,7 @@ struct inflight {
     int64_t started_ms; /* wall clock, for the attempts table */
     int64_t t0_us;      /* monotonic, for the latency histogram */
     struct route *route;
-    int early_dlr;      /* a delivery report came before the send's answer: 1 delivered, 2 not */
+    int early_dlr; /* a delivery report came before the send's answer: 1 delivered, 2 not */
     char *early_detail;
     prov_done_fn early_done; /* its acknowledgement (see struct row_ack) */
     void *early_arg;
@@ -75,6 +75,7 @@ struct route {
     int claiming;
     int more_due;     /* the last claim was full: more may be due right now */
     int claim_limit;  /* rows asked by the claim in flight */
+    int handoff_held; /* room promised to the enqueue batch in flight (see "hand-off") */
     double tokens;
     int64_t tokens_ms;
     struct event *ev_kick;
@@ -82,13 +83,13 @@ struct route {
     int64_t queued, due; /* from the periodic queue count */
     /* Circuit breaker (see route_health below). */
     enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker;
-    int fails;            /* consecutive temporary failures */
-    int cooldown_ms;      /* current pause before the next probe */
+    int fails;       /* consecutive temporary failures */
+    int cooldown_ms; /* current pause before the next probe */
     int64_t open_until_ms;
-    int driver_down;      /* the driver itself says it is not up (modem gone) */
-    uint64_t opened;      /* times the circuit opened */
-    int resumed;          /* resume_routes ran for this route */
-    uint64_t accepted, tempfail, permfail, claimed;
+    int driver_down; /* the driver itself says it is not up (modem gone) */
+    uint64_t opened; /* times the circuit opened */
+    int resumed;     /* resume_routes ran for this route */
+    uint64_t accepted, tempfail, permfail, claimed, handed;
     struct gw_hist latency;
     char last_error[160];
     /* SIGHUP changed the driver's options: re-create it with these once nothing is in flight
@@ -116,6 +117,7 @@ struct enq_batch {
     json_t *rows;
     struct enq_item *items;
     size_t n;
+    int *held; /* per route (o->routes order): room offered to this batch's hand-off */
 };
 
 struct gw_outbox {
@@ -137,12 +139,12 @@ struct gw_outbox {
     json_t *rec;
     struct pending_rec *rec_by_id; /* accepted outcomes in rec */
     json_t *dlr;
-    json_t *writing;     /* batch in flight (kept to retry after a failure) */
+    json_t *writing;      /* batch in flight (kept to retry after a failure) */
     struct row_ack *acks; /* reports waiting for their row to be written */
     const char *writing_sql;
     int write_failures;
-    int catching_up; /* writing what was kept during a database outage: no claims yet */
-    struct event *ev_write;       /* deferred flush */
+    int catching_up;        /* writing what was kept during a database outage: no claims yet */
+    struct event *ev_write; /* deferred flush */
     struct event *ev_write_retry; /* backoff after a failure */
 
     struct event *ev_stats;
@@ -161,8 +163,8 @@ struct gw_outbox {
     void *inbound_hook_arg;
 };
 
-static const char *const state_names[10] = {"queued",      "sending", "sent",      "delivered",
-                                            "undelivered", "failed",  "expired",   "cancelled",
+static const char *const state_names[10] = {"queued",      "sending",  "sent",    "delivered",
+                                            "undelivered", "failed",   "expired", "cancelled",
                                             "received",    "opted_out"};
 
 static void count_state(struct gw_outbox *o, const char *state)
@@ -186,26 +188,87 @@ static void log_state(int64_t id, int64_t centre, const char *route, const char 
 
 static void check_drained(struct gw_outbox *o);
 static void writer_flush(struct gw_outbox *o);
+static void dispatch(struct route *r, int64_t id, int64_t centre_id, const char *phone,
+                     const char *text, const char *enc, int seg, int att, int64_t token);
+static struct route *route_by_name(struct gw_outbox *o, const char *name);
+static int route_healthy(const struct route *r);
 static void route_kick(struct route *r);
 static void resume_routes(struct gw_outbox *o);
 
 /* ---------------------------------------------------------------- enqueue (group commit) */
+
+/* Hand-off. A message the API accepts used to wait for its route's next claim: a second
+ * statement, which leased its queue row and read it back. When a route has room right now,
+ * the enqueue batch claims its due messages in the same transaction instead (gw_enqueue, 012):
+ * the rows come back with a lease token and go straight to the driver.
+ *
+ * A route is offered only when its claim could take the messages at once anyway: up, circuit
+ * closed, not rate-limited (a claim spends the tokens), not paused for a driver restart, no
+ * outcome left unwritten, and nothing known to wait in its queue (the last claim was not
+ * full), so that new messages never overtake a backlog. The room offered (concurrency minus
+ * what is in flight, held by other batches or asked by a claim in flight, at most batch_size)
+ * is held until the batch's answer, so that claims and hand-offs together never exceed the
+ * route's concurrency. */
+static int handoff_room(const struct route *r)
+{
+    const struct gw_outbox *o = r->o;
+    if (!o->cfg->handoff || o->draining || o->write_failures > 0 || o->catching_up ||
+        !route_healthy(r) || r->rate > 0 || r->next || r->more_due)
+        return 0;
+    int room = r->concurrency - r->in_flight - r->handoff_held - (r->claiming ? r->claim_limit : 0);
+    return room > o->cfg->batch_size ? o->cfg->batch_size : room;
+}
+
+/* The JSON offer {"route": room, …} for a batch of n messages (NULL: none); the room is held
+ * in b->held until enq_done. */
+static char *handoff_offer(struct gw_outbox *o, struct enq_batch *b, size_t n)
+{
+    json_t *offer = NULL;
+    for (size_t k = 0; k < o->nroutes; k++) {
+        struct route *r = &o->routes[k];
+        int room = handoff_room(r);
+        if (room <= 0)
+            continue;
+        if ((size_t)room > n)
+            room = (int)n;
+        if (!b->held) {
+            b->held = calloc(o->nroutes, sizeof *b->held);
+            offer = json_object();
+            if (!b->held || !offer)
+                abort();
+        }
+        b->held[k] = room;
+        r->handoff_held += room;
+        json_object_set_new(offer, r->name, json_integer(room));
+    }
+    if (!offer)
+        return NULL;
+    char *s = json_dumps(offer, JSON_COMPACT);
+    json_decref(offer);
+    return s;
+}
 
 static void enq_done(void *arg, PGresult *res, const char *err)
 {
     struct enq_batch *b = arg;
     struct gw_outbox *o = b->o;
     o->enq_running--;
+    for (size_t k = 0; b->held && k < o->nroutes; k++)
+        o->routes[k].handoff_held -= b->held[k];
     if (err) {
-        int code = strstr(err, "connection") || strstr(err, "unavailable") ||
-                           strstr(err, "shutting down")
-                       ? GW_EDOWN
-                       : GW_ESQL;
+        int code =
+            strstr(err, "connection") || strstr(err, "unavailable") || strstr(err, "shutting down")
+                ? GW_EDOWN
+                : GW_ESQL;
         for (size_t i = 0; i < b->n; i++)
             b->items[i].cb(b->items[i].arg, code, 0, 0, NULL, 0, NULL);
     } else {
         int rows = PQntuples(res);
         size_t answered = 0;
+        /* routes with a new message left in the queue: their claim takes it now */
+        char *waiting = calloc(o->nroutes ? o->nroutes : 1, 1);
+        if (!waiting)
+            abort();
         for (int r = 0; r < rows; r++) {
             int64_t i = 0, id = 0;
             if (gw_parse_i64(PQgetvalue(res, r, 0), 0, (int64_t)b->n - 1, &i) != GW_OK)
@@ -221,9 +284,8 @@ static void enq_done(void *arg, PGresult *res, const char *err)
                 count_state(o, "queued");
                 json_t *row = json_array_get(b->rows, (size_t)i);
                 log_state(id, json_integer_value(json_object_get(row, "centre_id")),
-                          PQgetvalue(res, r, 6),
-                          json_string_value(json_object_get(row, "phone")), "queued", (int)seg,
-                          NULL);
+                          PQgetvalue(res, r, 6), json_string_value(json_object_get(row, "phone")),
+                          "queued", (int)seg, NULL);
             }
             struct enq_item *it = &b->items[i];
             if (it->cb) {
@@ -231,17 +293,37 @@ static void enq_done(void *arg, PGresult *res, const char *err)
                 it->cb = NULL;
                 answered++;
             }
+            struct route *rt = created ? route_by_name(o, PQgetvalue(res, r, 6)) : NULL;
+            if (rt && !PQgetisnull(res, r, 7)) {
+                /* handed off: claimed for this node in the same transaction */
+                json_t *row = json_array_get(b->rows, (size_t)i);
+                rt->handed++;
+                dispatch(rt, id, json_integer_value(json_object_get(row, "centre_id")),
+                         json_string_value(json_object_get(row, "phone")),
+                         json_string_value(json_object_get(row, "body")), enc, (int)seg, 1,
+                         gw_db_int(res, r, 7));
+            } else if (rt) {
+                waiting[rt - o->routes] = 1;
+            }
         }
         for (size_t i = 0; i < b->n; i++) /* should not happen: every row has a result */
             if (b->items[i].cb)
                 b->items[i].cb(b->items[i].arg, GW_ESQL, 0, 0, NULL, 0, NULL);
         (void)answered;
-        for (size_t i = 0; i < o->nroutes; i++) {
+        /* A message left in the queue wakes every route, as before the hand-off: the one it
+         * is for, or a healthy one that takes over a down route's messages (gw_claim's
+         * failover). When the hand-off took them all, no claim is needed. */
+        int wake = b->held == NULL;
+        for (size_t i = 0; i < o->nroutes; i++)
+            wake |= waiting[i];
+        for (size_t i = 0; wake && i < o->nroutes; i++) {
             o->routes[i].more_due = 1;
             route_kick(&o->routes[i]);
         }
+        free(waiting);
     }
     json_decref(b->rows);
+    free(b->held);
     free(b->items);
     free(b);
     if (o->enq_n)
@@ -290,14 +372,21 @@ static void enq_flush(evutil_socket_t fd, short what, void *arg)
         memmove(o->enq_items, o->enq_items + n, (o->enq_n - n) * sizeof *o->enq_items);
         o->enq_n -= n;
         char *js = json_dumps(b->rows, JSON_COMPACT);
-        const char *params[2] = {js, o->cfg->default_route};
-        int rc = gw_db_query(o->db, "SELECT * FROM gw_enqueue($1::json, $2)", 2, params, enq_done,
-                             b);
+        char *offer = handoff_offer(o, b, n);
+        char lease[16];
+        snprintf(lease, sizeof lease, "%d", o->cfg->lease_seconds);
+        const char *params[5] = {js, o->cfg->default_route, o->cfg->node_id, lease, offer};
+        int rc = gw_db_query(o->db, "SELECT * FROM gw_enqueue($1::json, $2, $3, $4::int, $5::json)",
+                             5, params, enq_done, b);
         free(js);
+        free(offer);
         if (rc != GW_OK) {
+            for (size_t k = 0; b->held && k < o->nroutes; k++)
+                o->routes[k].handoff_held -= b->held[k];
             for (size_t i = 0; i < b->n; i++)
                 b->items[i].cb(b->items[i].arg, GW_EDOWN, 0, 0, NULL, 0, NULL);
             json_decref(b->rows);
+            free(b->held);
             free(b->items);
             free(b);
             continue;
@@ -491,8 +580,8 @@ static void writer_flush(struct gw_outbox *o)
     json_t **src = json_array_size(o->rec) ? &o->rec : json_array_size(o->dlr) ? &o->dlr : NULL;
     if (!src)
         return;
-    o->writing_sql = src == &o->rec ? "SELECT * FROM gw_record($1::json)"
-                                    : "SELECT * FROM gw_dlr($1::json)";
+    o->writing_sql =
+        src == &o->rec ? "SELECT * FROM gw_record($1::json)" : "SELECT * FROM gw_dlr($1::json)";
     if (src == &o->rec)
         pending_forget(o, json_array_size(o->rec) <= WRITE_MAX_BATCH ? json_array_size(o->rec)
                                                                      : WRITE_MAX_BATCH);
@@ -589,7 +678,7 @@ static void breaker_failure(struct route *r)
     r->fails++;
     if (r->breaker == BR_HALF_OPEN) {
         r->cooldown_ms = r->cooldown_ms * 2 > BREAKER_MAX_COOLDOWN_MS ? BREAKER_MAX_COOLDOWN_MS
-                                                                       : r->cooldown_ms * 2;
+                                                                      : r->cooldown_ms * 2;
     } else if (r->breaker == BR_CLOSED && r->fails >= rc->breaker_failures) {
         r->cooldown_ms = rc->breaker_cooldown_ms;
         r->opened++;
@@ -598,8 +687,9 @@ static void breaker_failure(struct route *r)
     }
     r->breaker = BR_OPEN;
     r->open_until_ms = gw_now_ms() + r->cooldown_ms;
-    gw_warn(r->name, "route down after %d failures in a row (%s); other routes take its "
-                     "messages; next try in %d s",
+    gw_warn(r->name,
+            "route down after %d failures in a row (%s); other routes take its "
+            "messages; next try in %d s",
             r->fails, r->last_error, r->cooldown_ms / 1000);
 }
 
@@ -644,8 +734,9 @@ static void route_swap(struct route *r)
                  derr);
         if (r->ops->create(&r->conf, &r->host, &r->priv, derr, sizeof derr) != 0) {
             /* it worked at start: only a vanished resource (a key file) gets here */
-            gw_error(r->name, "cannot start the driver again with its old options either (%s): "
-                              "stopping",
+            gw_error(r->name,
+                     "cannot start the driver again with its old options either (%s): "
+                     "stopping",
                      derr);
             abort();
         }
@@ -796,8 +887,8 @@ static void host_dlr(void *ctx, const struct prov_dlr *d, prov_done_fn done, voi
         }
     }
     if (d->msg_id > 0)
-        row = json_pack("{s:I,s:s,s:b}", "id", (json_int_t)d->msg_id, "route", r->name,
-                        "delivered", d->delivered);
+        row = json_pack("{s:I,s:s,s:b}", "id", (json_int_t)d->msg_id, "route", r->name, "delivered",
+                        d->delivered);
     else if (d->provider_ref)
         row = json_pack("{s:s,s:s,s:b}", "route", r->name, "ref", d->provider_ref, "delivered",
                         d->delivered);
@@ -920,9 +1011,16 @@ static void host_inbound(void *ctx, const struct prov_inbound *in, prov_done_fn 
     flow_match(c->text, tl, &m);
     if (flow_normalize(c->text, tl < 1024 ? tl : 1024, norm, sizeof norm) < 0)
         norm[0] = '\0';
-    const char *params[10] = {r->name, c->phone, c->text, in->provider_ref,
-                              in->received_at > 0 ? ts : NULL, prov_encoding_name(ti.encoding),
-                              seg, m.keyword, m.args, norm};
+    const char *params[10] = {r->name,
+                              c->phone,
+                              c->text,
+                              in->provider_ref,
+                              in->received_at > 0 ? ts : NULL,
+                              prov_encoding_name(ti.encoding),
+                              seg,
+                              m.keyword,
+                              m.args,
+                              norm};
     int rc = gw_db_query(o->db,
                          "SELECT * FROM gw_inbound_flow($1, $2, $3, $4, $5, $6, $7::int, $8, $9, "
                          "$10)",
@@ -959,10 +1057,64 @@ static void refill_tokens(struct route *r)
     r->tokens_ms = now;
 }
 
+static struct route *route_by_name(struct gw_outbox *o, const char *name)
+{
+    for (size_t k = 0; k < o->nroutes; k++)
+        if (!strcmp(o->routes[k].name, name))
+            return &o->routes[k];
+    return NULL;
+}
+
+/* A message claimed for this node (by a claim or a hand-off) goes to the route's driver. */
+static void dispatch(struct route *r, int64_t id, int64_t centre_id, const char *phone,
+                     const char *text, const char *enc, int seg, int att, int64_t token)
+{
+    struct gw_outbox *o = r->o;
+    struct inflight *f = calloc(1, sizeof *f);
+    if (!f)
+        abort();
+    f->id = id;
+    f->centre_id = centre_id;
+    f->token = token;
+    f->attempts = att;
+    f->route = r;
+    f->started_ms = gw_wall_ms();
+    f->t0_us = gw_now_us();
+    struct inflight *dup;
+    HASH_FIND(hh, o->inflight, &f->id, sizeof f->id, dup);
+    if (dup) {
+        /* Our own earlier lease expired while the driver still holds the message: leave
+         * the new claim alone, its lease will expire and it is retried after the driver's
+         * answer is recorded. */
+        gw_warn(r->name, "message %lld claimed while still in flight here", (long long)f->id);
+        free(f);
+        return;
+    }
+    HASH_ADD(hh, o->inflight, id, sizeof f->id, f);
+    r->in_flight++;
+    count_state(o, "sending");
+    log_state(f->id, f->centre_id, r->name, phone, "sending", seg, NULL);
+    struct prov_msg m = {
+        .id = f->id,
+        .centre_id = f->centre_id,
+        .to = phone,
+        .text = text,
+        .encoding = strcmp(enc, "ucs2") == 0 ? PROV_ENC_UCS2 : PROV_ENC_GSM7,
+        .segments = seg,
+        .attempt = att,
+    };
+    if (r->ops->send(r->priv, &m) != 0) {
+        struct prov_result fail = {.msg_id = id,
+                                   .outcome = PROV_TEMPFAIL,
+                                   .error_code = "route_busy",
+                                   .error_msg = "the route did not take the message"};
+        host_outcome(r, &fail);
+    }
+}
+
 static void claim_done(void *arg, PGresult *res, const char *err)
 {
     struct route *r = arg;
-    struct gw_outbox *o = r->o;
     r->claiming = 0;
     if (err) {
         if (!strstr(err, "shutting down"))
@@ -975,53 +1127,9 @@ static void claim_done(void *arg, PGresult *res, const char *err)
     if (r->rate > 0)
         r->tokens -= n;
     for (int i = 0; i < n; i++) {
-        struct inflight *f = calloc(1, sizeof *f);
-        if (!f)
-            abort();
-        f->id = gw_db_int(res, i, 0);
-        f->centre_id = gw_db_int(res, i, 1);
-        int64_t seg = 1, att = 1;
-        seg = gw_db_int(res, i, 4);
-        att = gw_db_int(res, i, 6);
-        f->token = gw_db_int(res, i, 7);
-        f->attempts = (int)att;
-        f->route = r;
-        f->started_ms = gw_wall_ms();
-        f->t0_us = gw_now_us();
-        struct inflight *dup;
-        HASH_FIND(hh, o->inflight, &f->id, sizeof f->id, dup);
-        if (dup) {
-            /* Our own earlier lease expired while the driver still holds the message: leave
-             * the new claim alone, its lease will expire and it is retried after the driver's
-             * answer is recorded. */
-            gw_warn(r->name, "message %lld claimed while still in flight here",
-                    (long long)f->id);
-            free(f);
-            continue;
-        }
-        HASH_ADD(hh, o->inflight, id, sizeof f->id, f);
-        r->in_flight++;
-        const char *phone = PQgetvalue(res, i, 2);
-        const char *enc = PQgetvalue(res, i, 5);
-        count_state(o, "sending");
-        log_state(f->id, f->centre_id, r->name, phone, "sending", (int)seg, NULL);
-        struct prov_msg m = {
-            .id = f->id,
-            .centre_id = f->centre_id,
-            .to = phone,
-            .text = PQgetvalue(res, i, 3),
-            .encoding = strcmp(enc, "ucs2") == 0 ? PROV_ENC_UCS2 : PROV_ENC_GSM7,
-            .segments = (int)seg,
-            .attempt = (int)att,
-        };
-        int64_t id = f->id;
-        if (r->ops->send(r->priv, &m) != 0) {
-            struct prov_result fail = {.msg_id = id,
-                                       .outcome = PROV_TEMPFAIL,
-                                       .error_code = "route_busy",
-                                       .error_msg = "the route did not take the message"};
-            host_outcome(r, &fail);
-        }
+        dispatch(r, gw_db_int(res, i, 0), gw_db_int(res, i, 1), PQgetvalue(res, i, 2),
+                 PQgetvalue(res, i, 3), PQgetvalue(res, i, 5), (int)gw_db_int(res, i, 4),
+                 (int)gw_db_int(res, i, 6), gw_db_int(res, i, 7));
     }
     if (r->more_due)
         route_kick(r);
@@ -1036,7 +1144,7 @@ static void route_claim(struct route *r)
      * has expired meanwhile: claiming before they are written would send those again. */
     if (o->write_failures > 0 || o->catching_up)
         return;
-    int limit = r->concurrency - r->in_flight;
+    int limit = r->concurrency - r->in_flight - r->handoff_held;
     if (r->breaker == BR_OPEN) {
         if (gw_now_ms() < r->open_until_ms)
             return;
@@ -1363,8 +1471,7 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
             if (!addr || !gw_addr_in_list(rc->callback_allow, addr)) {
                 gw_warn(r->name, "callback from %s refused: not in callback_allow",
                         addr ? addr : "?");
-                gw_http_error(req, 403, "forbidden", "this address may not call route %s",
-                              r->name);
+                gw_http_error(req, 403, "forbidden", "this address may not call route %s", r->name);
                 return;
             }
         }
@@ -1373,7 +1480,8 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
             char *q = h ? NULL : gw_http_query_param(req, "secret");
             const char *given = h ? h : q;
             size_t n = strlen(rc->callback_secret);
-            int ok = given && strlen(given) == n && sodium_memcmp(given, rc->callback_secret, n) == 0;
+            int ok =
+                given && strlen(given) == n && sodium_memcmp(given, rc->callback_secret, n) == 0;
             free(q);
             if (!ok) {
                 gw_warn(r->name, "callback without the right secret refused");
@@ -1491,8 +1599,8 @@ void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
                 gw_metric_head(out, name, "gauge", gauges[g][1]);
                 head = 1;
             }
-            evbuffer_add_printf(out, "passerelle_route_%s{route=\"%s\"} %g\n", gauges[g][0],
-                                rname, json_number_value(v));
+            evbuffer_add_printf(out, "passerelle_route_%s{route=\"%s\"} %g\n", gauges[g][0], rname,
+                                json_number_value(v));
         }
     }
     json_decref(st);
@@ -1514,6 +1622,17 @@ void gw_outbox_metrics(struct gw_outbox *o, struct evbuffer *out)
                             r->name, (unsigned long long)r->accepted, r->name,
                             (unsigned long long)r->tempfail, r->name,
                             (unsigned long long)r->permfail);
+    }
+    gw_metric_head(out, "passerelle_claimed_total", "counter",
+                   "Messages taken for sending by this node, by route and how: by a claim of "
+                   "due messages, or handed off by the enqueue that stored them.");
+    for (size_t i = 0; i < o->nroutes; i++) {
+        struct route *r = &o->routes[i];
+        evbuffer_add_printf(out,
+                            "passerelle_claimed_total{route=\"%s\",by=\"claim\"} %llu\n"
+                            "passerelle_claimed_total{route=\"%s\",by=\"handoff\"} %llu\n",
+                            r->name, (unsigned long long)r->claimed, r->name,
+                            (unsigned long long)r->handed);
     }
     gw_metric_head(out, "passerelle_send_latency_seconds", "histogram",
                    "Time from hand-over to a route to its answer.");
@@ -1570,9 +1689,9 @@ static int same_options(const struct prov_conf *a, const struct gw_route_conf *b
         if (prov_conf_core_key(a->keys[i]))
             continue;
         na++;
-        const char *v = prov_conf_get(&(struct prov_conf){b->n, (const char *const *)b->keys,
-                                                          (const char *const *)b->values},
-                                      a->keys[i], NULL);
+        const char *v = prov_conf_get(
+            &(struct prov_conf){b->n, (const char *const *)b->keys, (const char *const *)b->values},
+            a->keys[i], NULL);
         if (!v || strcmp(v, a->values[i]))
             return 0;
     }
@@ -1595,8 +1714,9 @@ int gw_outbox_reconfigure(struct gw_outbox *o, const struct gw_route_conf *rc)
         }
         if (o->draining)
             return GW_OK;
-        gw_info(r->name, "SIGHUP: new driver options; the driver starts again once its %d "
-                         "send%s in flight %s answered",
+        gw_info(r->name,
+                "SIGHUP: new driver options; the driver starts again once its %d "
+                "send%s in flight %s answered",
                 r->in_flight, r->in_flight == 1 ? "" : "s", r->in_flight == 1 ? "is" : "are");
         r->next = rc;
         r->rc = rc;

@@ -1475,3 +1475,25 @@ void h_pg_stop(struct h_pg *pg)
     pgctl(pg, NULL, "stop", pg->datadir, NULL, NULL);
     pg->running = 0;
 }
+
+double h_metric(struct h_daemon *d, const char *series)
+{
+    struct h_resp *r = h_get(d, "/metrics", NULL);
+    H_ASSERT(r->status == 200 && r->body, "GET /metrics on %s: %ld %s", d->name, r->status, r->err);
+    size_t n = strlen(series);
+    double v = -1;
+    int found = 0;
+    for (const char *p = r->body; p && *p;) {
+        if (!strncmp(p, series, n) && p[n] == ' ') {
+            v = strtod(p + n + 1, NULL);
+            found = 1;
+            break;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    H_ASSERT(found, "/metrics on %s has no line '%s':\n%s", d->name, series, r->body);
+    h_resp_free(r);
+    return v;
+}

@@ -56,7 +56,7 @@ void h_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 #define H_ASSERT(cond, ...)                                                                        \
     do {                                                                                           \
         if (!(cond))                                                                               \
-            h_fail(__VA_ARGS__);                                                               \
+            h_fail(__VA_ARGS__);                                                                   \
     } while (0)
 
 /* A list of checks that are all evaluated before the test fails, so that one failure report
@@ -76,7 +76,7 @@ void h_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* malloc'ed printf; never NULL. */
 char *h_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-double h_now(void); /* seconds, monotonic */
+double h_now(void);  /* seconds, monotonic */
 double h_wall(void); /* seconds since the epoch */
 void h_sleep_ms(int ms);
 
@@ -117,8 +117,8 @@ char *h_sql_rows(const char *conninfo, const char *fmt, ...) __attribute__((form
  * empty, no message queued or sending, and the status counts unchanged for stable_s seconds.
  * Fails after timeout_s (or when one of the NULL-terminated daemons exits) with the state of
  * things. Returns the number of delivered messages. */
-long long h_wait_delivered(const char *conninfo, long long want, double timeout_s,
-                           double stable_s, struct h_daemon *const *daemons);
+long long h_wait_delivered(const char *conninfo, long long want, double timeout_s, double stable_s,
+                           struct h_daemon *const *daemons);
 /* What the messages that are not delivered look like: counts by status, and the first few with
  * their history, attempts and queue row; malloc'ed. */
 char *h_undelivered_report(const char *conninfo);
@@ -221,13 +221,18 @@ struct h_resp *h_post_json(const struct h_daemon *d, const char *path, const cha
 struct h_resp *h_post_form(const struct h_daemon *d, const char *path, const char *body);
 void h_resp_free(struct h_resp *r);
 
+/* One value of d's /metrics: the line "series value" (series: a name, or a name with its
+ * labels as rendered, e.g. passerelle_claimed_total{route="sim",by="handoff"}); fails when
+ * /metrics does not answer 200 or has no such line. */
+double h_metric(struct h_daemon *d, const char *series);
+
 /* Asserts the status and, for an error, error.code; msg says what was sent. */
 void h_expect_error(struct h_resp *r, long status, const char *code, const char *what);
 
 /* Dotted path lookup in a JSON object ("error.code"); NULL when missing. */
 json_t *h_jget(json_t *root, const char *path);
-const char *h_jstr(json_t *root, const char *path);   /* NULL when missing or not a string */
-long long h_jint(json_t *root, const char *path);      /* fails when missing or not an integer */
+const char *h_jstr(json_t *root, const char *path); /* NULL when missing or not a string */
+long long h_jint(json_t *root, const char *path);   /* fails when missing or not an integer */
 
 /* ------------------------------------------------------------------ loadgen */
 

@@ -118,19 +118,6 @@ static void stop(struct env *e)
     free(e->key);
 }
 
-static long long metric(struct h_daemon *d, const char *name)
-{
-    struct h_resp *r = h_get(d, "/metrics", NULL);
-    H_ASSERT(r->status == 200, "/metrics: %ld", r->status);
-    char *line = h_printf("\n%s ", name);
-    const char *p = strstr(r->body, line);
-    H_ASSERT(p, "/metrics has no %s", name);
-    long long v = strtoll(p + strlen(line), NULL, 10);
-    free(line);
-    h_resp_free(r);
-    return v;
-}
-
 static int healthz_ok(void *arg)
 {
     struct h_resp *r = h_get(arg, "/healthz", NULL);
@@ -183,9 +170,9 @@ static void connections(const char *name, const char *gateway, const char *why)
     H_ASSERT(h_poll(20, 100, healthz_ok, e.d), "%s: /healthz not served after the connections "
                                                 "closed",
              why);
-    long long refused = metric(e.d, "passerelle_http_connections_refused_total");
+    long long refused = (long long)h_metric(e.d, "passerelle_http_connections_refused_total");
     H_ASSERT(refused >= 1, "%s: passerelle_http_connections_refused_total = %lld", why, refused);
-    long long open = metric(e.d, "passerelle_http_connections");
+    long long open = (long long)h_metric(e.d, "passerelle_http_connections");
     H_ASSERT(open <= 1, "%s: passerelle_http_connections = %lld once the clients left", why,
              open);
     h_log("%s: 3 connections served, the 4th refused with 503, served again after they closed",
@@ -226,7 +213,7 @@ static void test_event_streams_release_connections(void **state)
     }
     H_ASSERT(h_poll(20, 100, healthz_ok, e.d),
              "after 5 event streams ended, a new connection should be served");
-    long long open = metric(e.d, "passerelle_http_connections");
+    long long open = (long long)h_metric(e.d, "passerelle_http_connections");
     H_ASSERT(open <= 1, "passerelle_http_connections = %lld once the streams ended", open);
     stop(&e);
 }
@@ -269,7 +256,7 @@ static void test_address_rate(void **state)
     H_ASSERT(r->status == 401, "after Retry-After the address is served again: %ld %s",
              r->status, r->body);
     h_resp_free(r);
-    long long counted = metric(e.d, "passerelle_http_rate_limited_total");
+    long long counted = (long long)h_metric(e.d, "passerelle_http_rate_limited_total");
     H_ASSERT(counted == limited, "passerelle_http_rate_limited_total = %lld, refused %d",
              counted, limited);
     h_log("address_rate = 1: %d served, %d refused with 429, served again after 2 s", normal,
@@ -320,7 +307,7 @@ static void test_key_rate(void **state)
                                    "{\"to\":\"+33612009999\",\"text\":\"Autre clé\"}");
     H_ASSERT(r->status == 202, "another centre's key: %ld %s", r->status, r->body);
     h_resp_free(r);
-    long long counted = metric(e.d, "passerelle_api_key_rate_limited_total");
+    long long counted = (long long)h_metric(e.d, "passerelle_api_key_rate_limited_total");
     H_ASSERT(counted == limited, "passerelle_api_key_rate_limited_total = %lld, refused %d",
              counted, limited);
     h_log("key_rate = 1: %d accepted, %d refused with 429 and no row", accepted, limited);

@@ -6,6 +6,15 @@
  * 2. A route with concurrency 1 and 300 ms latency gets 6 messages at once: each waits for the
  *    previous answer, so the hand-overs span at least 5 x 300 ms.
  * Only lower bounds are asserted: a loaded machine may be slower, never faster.
+ * 3. Hand-off ([outbox] handoff): a message accepted while its route has room is already in
+ *    flight when its 202 is read (the API says "sending"), was taken by the enqueue itself
+ *    (passerelle_claimed_total by="handoff"; most of them: one that arrives while the route's
+ *    periodic claim is out goes to that claim), and has the same history as a claimed one
+ *    (queued, sending, sent, delivered; one attempt). With handoff = no, all are taken by
+ *    claims.
+ * 4. No overtaking: on a route with concurrency 1 and 300 ms latency, 6 messages posted one
+ *    after the other are sent in the order they were accepted (the first usually by hand-off,
+ *    the ones that found the route busy by claims: a hand-off never jumps that queue).
  */
 #include "harness.h"
 
@@ -32,9 +41,8 @@ static void run(const char *name, const char *route, int n, double min_spread)
     }
     struct h_daemon *alive[] = {d, NULL};
     long long delivered = h_wait_delivered(conninfo, n, 120, 10, alive);
-    double spread = (double)h_sql_int(conninfo,
-                                      "SELECT (extract(epoch FROM max(started_at) - "
-                                      "min(started_at)) * 1000)::bigint FROM attempts") /
+    double spread = (double)h_sql_int(conninfo, "SELECT (extract(epoch FROM max(started_at) - "
+                                                "min(started_at)) * 1000)::bigint FROM attempts") /
                     1000.0;
     long long attempts = h_sql_int(conninfo, "SELECT count(*) FROM attempts");
     h_log("%s: %lld delivered, %lld attempts, hand-overs spread over %.2f s", name, delivered,
@@ -42,8 +50,8 @@ static void run(const char *name, const char *route, int n, double min_spread)
     struct h_checks ck = {0};
     h_check(&ck, delivered == n, "all %d messages delivered: %lld", n, delivered);
     h_check(&ck, attempts == n, "one attempt each: %lld attempts", attempts);
-    h_check(&ck, spread >= min_spread, "hand-overs spread over at least %.1f s: %.2f s",
-            min_spread, spread);
+    h_check(&ck, spread >= min_spread, "hand-overs spread over at least %.1f s: %.2f s", min_spread,
+            spread);
     h_daemon_stop_check(d, &ck);
     h_checks_done(&ck, name);
     h_daemon_free(d);
@@ -65,12 +73,146 @@ static void test_concurrency(void **state)
     run("concurrency", "latency_ms = 300\ndlr_delay_ms = 50\nconcurrency = 1\n", 6, 1.45);
 }
 
+/* Posts n messages, each read back right after its 202; returns how many were "sending". */
+static int post_and_read(struct h_daemon *d, const char *key, int n, const char *tag)
+{
+    int sending = 0;
+    for (int i = 0; i < n; i++) {
+        char *body = h_printf("{\"to\":\"+336130000%02d\",\"text\":\"%s %d\"}", i, tag, i);
+        struct h_resp *r = h_post_json(d, "/api/v1/messages", key, body);
+        H_ASSERT(r->status == 202, "send %d: expected 202, got %ld %s", i, r->status, r->body);
+        H_ASSERT(h_jstr(r->json, "status") && !strcmp(h_jstr(r->json, "status"), "queued"),
+                 "send %d: the 202 says %s, not queued", i, r->body);
+        char *path = h_printf("/api/v1/messages/%lld", h_jint(r->json, "id"));
+        struct h_resp *g = h_get(d, path, key);
+        H_ASSERT(g->status == 200, "GET %s: %ld %s", path, g->status, g->body);
+        const char *st = h_jstr(g->json, "status");
+        sending += st && !strcmp(st, "sending");
+        h_resp_free(g);
+        free(path);
+        h_resp_free(r);
+        free(body);
+    }
+    return sending;
+}
+
+static void handoff_run(const char *name, int handoff)
+{
+    const int n = 10;
+    char *conninfo = h_db_create(h_test_pg(), name, NULL);
+    int port = h_free_port();
+    struct h_config c = {.port = port,
+                         .conninfo = conninfo,
+                         .route_sim = "latency_ms = 300\ndlr_delay_ms = 50\n",
+                         .outbox_add = handoff ? NULL : "handoff = no\n"};
+    char *file = h_printf("%s.ini", name);
+    char *config = h_config_write(&c, file);
+    h_centre_create(config, "Centre relais");
+    char *key = h_key_create(config, "Centre relais");
+    struct h_daemon *d = h_daemon_start(name, config, port);
+    int sending = post_and_read(d, key, n, "Relais");
+    struct h_daemon *alive[] = {d, NULL};
+    long long delivered = h_wait_delivered(conninfo, n, 120, 5, alive);
+    long long by_handoff =
+        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}");
+    long long by_claim =
+        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"claim\"}");
+    /* every message's history, as the API shows it */
+    long long good_history = h_sql_int(
+        conninfo,
+        "SELECT count(*) FROM messages m WHERE (SELECT string_agg(e.status, ',' ORDER BY "
+        "e.id) FROM message_events e WHERE e.message_id = m.id) = 'sending,sent,delivered'"
+        " AND (SELECT count(*) FROM attempts a WHERE a.message_id = m.id) = 1");
+    h_log("%s: %d of %d read 'sending' right after their 202; taken by hand-off %lld, by claims "
+          "%lld; %lld delivered, %lld with the history sending,sent,delivered and one attempt",
+          name, sending, n, by_handoff, by_claim, delivered, good_history);
+    struct h_checks ck = {0};
+    h_check(&ck, delivered == n, "all %d messages delivered: %lld", n, delivered);
+    h_check(&ck, good_history == n,
+            "every history is sending, sent, delivered with one attempt: "
+            "%lld of %d",
+            good_history, n);
+    if (handoff) {
+        /* a message that arrives while the route's periodic claim is out waits for a claim:
+         * the room is the claim's until it answers */
+        h_check(&ck, by_handoff >= n / 2 && by_handoff + by_claim == n,
+                "most taken by hand-off, each once: %lld by hand-off, %lld by claims", by_handoff,
+                by_claim);
+        h_check(&ck, sending >= by_handoff,
+                "a handed-off message is sending when its 202 is read: %d sending, %lld handed off",
+                sending, by_handoff);
+    } else {
+        h_check(&ck, by_handoff == 0 && by_claim == n,
+                "handoff = no: all taken by claims: %lld "
+                "by hand-off, %lld by claims",
+                by_handoff, by_claim);
+    }
+    h_daemon_stop_check(d, &ck);
+    h_checks_done(&ck, name);
+    h_daemon_free(d);
+    free(key);
+    free(config);
+    free(file);
+    free(conninfo);
+}
+
+static void test_handoff(void **state)
+{
+    (void)state;
+    handoff_run("handoff", 1);
+    handoff_run("handoff_off", 0);
+}
+
+static void test_no_overtaking(void **state)
+{
+    (void)state;
+    const int n = 6;
+    char *conninfo = h_db_create(h_test_pg(), "order", NULL);
+    int port = h_free_port();
+    struct h_config c = {.port = port,
+                         .conninfo = conninfo,
+                         .route_sim = "latency_ms = 300\ndlr_delay_ms = 50\nconcurrency = 1\n"};
+    char *config = h_config_write(&c, "order.ini");
+    h_centre_create(config, "Centre file");
+    char *key = h_key_create(config, "Centre file");
+    struct h_daemon *d = h_daemon_start("order", config, port);
+    post_and_read(d, key, n, "Ordre");
+    struct h_daemon *alive[] = {d, NULL};
+    long long delivered = h_wait_delivered(conninfo, n, 120, 5, alive);
+    char *sent_order = h_sql_str(conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
+                                           "started_at, id) FROM attempts");
+    char *accepted_order = h_sql_str(conninfo, "SELECT string_agg(id::text, ',' ORDER BY "
+                                               "created_at, id) FROM messages");
+    long long by_handoff =
+        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}");
+    long long by_claim =
+        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"claim\"}");
+    h_log("order: accepted %s, sent %s; %lld by hand-off, %lld by claims", accepted_order,
+          sent_order, by_handoff, by_claim);
+    struct h_checks ck = {0};
+    h_check(&ck, delivered == n, "all %d messages delivered: %lld", n, delivered);
+    h_check(&ck, sent_order && accepted_order && !strcmp(sent_order, accepted_order),
+            "sent in the order accepted: accepted %s, sent %s", accepted_order, sent_order);
+    h_check(&ck, by_handoff + by_claim == n, "each taken once, by hand-off or a claim: %lld + %lld",
+            by_handoff, by_claim);
+    h_daemon_stop_check(d, &ck);
+    h_checks_done(&ck, "order");
+    h_daemon_free(d);
+    free(sent_order);
+    free(accepted_order);
+    free(key);
+    free(config);
+    free(conninfo);
+}
+
 int main(int argc, char **argv)
 {
     h_init("ratelimit", argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rate),
         cmocka_unit_test(test_concurrency),
+        cmocka_unit_test(test_handoff),
+        cmocka_unit_test(test_no_overtaking),
     };
     int failures = cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
     h_exit(failures);

@@ -239,29 +239,6 @@ static void sentinel(const char *why)
     free(what);
 }
 
-/* One value of /metrics ("name{labels}"). */
-static double metric(struct h_daemon *d, const char *series)
-{
-    struct h_resp *r = h_get(d, "/metrics", NULL);
-    H_ASSERT(r->status == 200 && r->body, "GET /metrics on %s: %ld %s", d->name, r->status, r->err);
-    size_t n = strlen(series);
-    double v = -1;
-    int found = 0;
-    for (const char *p = r->body; p && *p;) {
-        if (!strncmp(p, series, n) && p[n] == ' ') {
-            v = strtod(p + n + 1, NULL);
-            found = 1;
-            break;
-        }
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    H_ASSERT(found, "/metrics on %s has no line '%s':\n%s", d->name, series, r->body);
-    h_resp_free(r);
-    return v;
-}
-
 #define M_PENDING "passerelle_scheduler_occurrences_total{result=\"pending\"}"
 #define M_SKIPPED "passerelle_scheduler_occurrences_total{result=\"skipped\"}"
 #define M_QUEUED "passerelle_scheduler_releases_total{result=\"queued\"}"
@@ -698,7 +675,7 @@ static void test_downtime(void **state)
                  "after the restart, reminder %s: expected %lld SMS, got %lld", cases[i].what,
                  cases[i].sms, count_out(cases[i].phone));
     /* the new process counted what it decided: 2 pending, 5 skipped, nothing else was due */
-    double pend = metric(G.d, M_PENDING), skip = metric(G.d, M_SKIPPED);
+    double pend = h_metric(G.d, M_PENDING), skip = h_metric(G.d, M_SKIPPED);
     H_ASSERT(pend == 2 && skip == 5,
              "/metrics after the restart: expected occurrences pending 2 and skipped 5, got %.0f "
              "and %.0f",
@@ -1148,10 +1125,10 @@ static void test_two_nodes(void **state)
                                          "GROUP BY a.node ORDER BY a.node");
     h_log("two nodes: sends by node: %s", split);
     free(split);
-    G.b_pending = metric(G.b, M_PENDING);
-    G.b_skipped = metric(G.b, M_SKIPPED);
-    G.b_queued = metric(G.b, M_QUEUED);
-    G.b_errors = metric(G.b, M_ERRORS);
+    G.b_pending = h_metric(G.b, M_PENDING);
+    G.b_skipped = h_metric(G.b, M_SKIPPED);
+    G.b_queued = h_metric(G.b, M_QUEUED);
+    G.b_errors = h_metric(G.b, M_ERRORS);
     h_log("node-b: occurrences pending %.0f, releases queued %.0f", G.b_pending, G.b_queued);
     h_daemon_stop(G.b);
 }
@@ -1175,8 +1152,9 @@ static void test_metrics(void **state)
                                  "released_at > '%s'",
                                  G.t2);
     struct h_checks ck = {0};
-    double pend = metric(G.d, M_PENDING) + G.b_pending, skip = metric(G.d, M_SKIPPED) + G.b_skipped;
-    double q = metric(G.d, M_QUEUED) + G.b_queued;
+    double pend = h_metric(G.d, M_PENDING) + G.b_pending;
+    double skip = h_metric(G.d, M_SKIPPED) + G.b_skipped;
+    double q = h_metric(G.d, M_QUEUED) + G.b_queued;
     h_check(&ck, pend == (double)(occ - skipped),
             "occurrences pending (main + node-b) %.0f = occurrences recorded %lld", pend,
             occ - skipped);
@@ -1184,11 +1162,11 @@ static void test_metrics(void **state)
             skipped);
     h_check(&ck, q == (double)queued,
             "releases queued (main + node-b) %.0f = deliveries queued %lld", q, queued);
-    double quiet = metric(G.d, M_QUIET), cap = metric(G.d, M_CAP), jobs = metric(G.d, M_JOBS);
+    double quiet = h_metric(G.d, M_QUIET), cap = h_metric(G.d, M_CAP), jobs = h_metric(G.d, M_JOBS);
     h_check(&ck, quiet == 3, "deferred for quiet hours: %.0f (tests 5, 7, 8: 3)", quiet);
     h_check(&ck, cap == 2, "deferred for the daily cap: %.0f (test 6: 2)", cap);
     h_check(&ck, jobs == 2, "deferred job alerts: %.0f (test 9: 2)", jobs);
-    double errs = metric(G.d, M_ERRORS) + G.b_errors;
+    double errs = h_metric(G.d, M_ERRORS) + G.b_errors;
     h_check(&ck, errs == 0, "scheduler errors (main + node-b): %.0f", errs);
     h_checks_done(&ck, "/metrics");
 }

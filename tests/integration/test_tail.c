@@ -258,18 +258,6 @@ static int sse_ids(const char *body, long long *ids, int max)
     return n;
 }
 
-static long long metric(const char *name)
-{
-    struct h_resp *r = h_get(G.d, "/metrics", NULL);
-    H_ASSERT(r->status == 200, "/metrics: %ld", r->status);
-    char *needle = h_printf("\n%s ", name);
-    const char *p = strstr(r->body, needle);
-    long long v = p ? strtoll(p + strlen(needle), NULL, 10) : -1;
-    free(needle);
-    h_resp_free(r);
-    return v;
-}
-
 struct metric_wait {
     const char *name;
     long long want;
@@ -278,7 +266,7 @@ struct metric_wait {
 static int metric_is(void *arg)
 {
     struct metric_wait *w = arg;
-    return metric(w->name) == w->want;
+    return (long long)h_metric(G.d, w->name) == w->want;
 }
 
 static int tail_a_caught_up(void *arg)
@@ -539,7 +527,7 @@ static void test_out_of_order_commits(void **state)
     (void)state;
     held_round(30, 1);
     held_round(31, 0);
-    H_ASSERT(metric("passerelle_events_skipped_ids_total") >= 1,
+    H_ASSERT((long long)h_metric(G.d, "passerelle_events_skipped_ids_total") >= 1,
              "the rolled-back id should count in passerelle_events_skipped_ids_total");
 }
 
@@ -637,8 +625,9 @@ static void test_resume_headers_errors(void **state)
     /* the three tails are the streams left */
     struct metric_wait mw = {"passerelle_events_clients", 3};
     H_ASSERT(h_poll(10, 100, metric_is, &mw), "passerelle_events_clients: expected 3, got %lld",
-             metric("passerelle_events_clients"));
-    H_ASSERT(metric("passerelle_events_sent_total") > 0, "passerelle_events_sent_total > 0");
+             (long long)h_metric(G.d, "passerelle_events_clients"));
+    H_ASSERT((long long)h_metric(G.d, "passerelle_events_sent_total") > 0,
+             "passerelle_events_sent_total > 0");
 }
 
 /* ------------------------------------------------------------------ 6. retry */
