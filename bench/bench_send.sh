@@ -31,7 +31,7 @@ for conc in "${concs[@]}"; do
     bench_config "[outbox]
 batch_size = 2000
 poll_interval_ms = 200
-handoff = ${BENCH_HANDOFF:-yes}
+${BENCH_HANDOFF:+handoff = $BENCH_HANDOFF}
 $BENCH_SIM_ROUTE"
     bench_centre "${BENCH_ROUTE:-sim}"
     bench_daemon_start || true
