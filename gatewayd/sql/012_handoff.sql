@@ -14,7 +14,8 @@
 -- this node can send at once (gatewayd offers a route only when nothing is known to wait in
 -- its queue, see gw_outbox.c "hand-off"). Other messages are queued as before.
 --
--- The two-argument gw_enqueue of 002 stays (a node of the previous release still calls it).
+-- The two-argument gw_enqueue of 002 stays for a node of the previous release, as a call of
+-- this one without an offer (one body to maintain).
 
 CREATE FUNCTION gw_enqueue(batch json, p_default_route text, p_node text, p_lease_s int,
                            p_handoff json)
@@ -103,4 +104,12 @@ BEGIN
                 AND old.centre_id = input.centre_id AND old.idempotency_key = input.idem
          ORDER BY input.i;
 END;
+$$;
+
+CREATE OR REPLACE FUNCTION gw_enqueue(batch json, p_default_route text)
+RETURNS TABLE (i int, id bigint, created boolean, status text, segments int, encoding text,
+               route text)
+LANGUAGE sql AS $$
+    SELECT e.i, e.id, e.created, e.status, e.segments, e.encoding, e.route
+      FROM gw_enqueue(batch, p_default_route, NULL, 0, NULL) e;
 $$;
