@@ -8,6 +8,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <stdarg.h>
 #include <sys/queue.h>
 #include <stdio.h>
@@ -397,10 +399,34 @@ size_t gw_http_max_body(const struct gw_http *h)
     return h->max_body;
 }
 
+/* The listen backlog: connections the kernel completes before the loop accepts them. libevent's
+ * evhttp_bind_socket uses 128; a burst of more new connections (clients starting together, a
+ * proxy opening its pool) then loses SYNs, and each lost one costs its client a 1 s
+ * retransmission. The kernel caps it at net.core.somaxconn. */
+#define LISTEN_BACKLOG 4096
+
 int gw_http_listen(struct gw_http *h, const char *host, int port, char *err, size_t errlen)
 {
-    h->sock = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+                                    .ai_socktype = SOCK_STREAM,
+                                    .ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG};
+    struct evutil_addrinfo *ai = NULL;
+    int rc = evutil_getaddrinfo(host, portstr, &hints, &ai);
+    if (rc != 0 || !ai) {
+        snprintf(err, errlen, "cannot listen on %s:%d (%s)", host, port,
+                 rc ? evutil_gai_strerror(rc) : "no address");
+        return GW_EINVAL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        h->base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE,
+        LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    h->sock = l ? evhttp_bind_listener(h->http, l) : NULL;
     if (!h->sock) {
+        if (l)
+            evconnlistener_free(l);
         snprintf(err, errlen, "cannot listen on %s:%d (address in use or not available)", host,
                  port);
         return GW_EINVAL;
