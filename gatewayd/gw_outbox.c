@@ -204,8 +204,9 @@ static void resume_routes(struct gw_outbox *o);
  *
  * A route is offered only when its claim could take the messages at once anyway: up, circuit
  * closed, not rate-limited (a claim spends the tokens), not paused for a driver restart, no
- * outcome left unwritten, and nothing known to wait in its queue (the last claim was not
- * full), so that new messages never overtake a backlog. The room offered (concurrency minus
+ * outcome left unwritten, and its last claim was not full. gw_enqueue then also checks that no
+ * due row waits in the route's queue (a retry, a message whose send_at has come, an expired
+ * lease, another node's message), so that new messages never overtake them. The room offered (concurrency minus
  * what is in flight, held by other batches or asked by a claim in flight, at most batch_size)
  * is held until the batch's answer, so that claims and hand-offs together never exceed the
  * route's concurrency. */

@@ -11,8 +11,9 @@
 -- gw_enqueue makes before inserting.
 --
 -- p_handoff is {"route": limit, …}: for each route, how many of this batch's due messages
--- this node can send at once (gatewayd offers a route only when nothing is known to wait in
--- its queue, see gw_outbox.c "hand-off"). Other messages are queued as before.
+-- this node can send at once (gatewayd offers a route only when its last claim was not full,
+-- see gw_outbox.c "hand-off"). A route whose queue holds due rows is not handed off to, so
+-- that new messages never overtake them. Other messages are queued as before.
 --
 -- The two-argument gw_enqueue of 002 stays for a node of the previous release, as a call of
 -- this one without an offer (one body to maintain).
@@ -61,13 +62,21 @@ BEGIN
               FROM input WHERE NOT opted_out ORDER BY i
             ON CONFLICT (centre_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING messages.id, messages.centre_id, messages.route, messages.send_at
+        ), offer AS MATERIALIZED (
+            -- the offered routes with nothing due in their queue: due rows there (retries,
+            -- messages whose send_at has come, leases that expired, other nodes' messages) go
+            -- first, through claims; this statement's own rows are not visible here
+            SELECT o.key AS route, o.value::int AS lim
+              FROM json_each_text(CASE WHEN tok IS NULL THEN '{}'::json ELSE p_handoff END) o
+             WHERE NOT EXISTS (SELECT 1 FROM outbox_queue oq
+                                WHERE oq.route = o.key AND oq.due_at <= now())
         ), hand AS MATERIALIZED (
-            -- the due messages of the offered routes, up to each route's limit, oldest first
+            -- the due messages of those routes, up to each route's limit, oldest first
             SELECT h.id FROM (
                 SELECT ins.id, row_number() OVER (PARTITION BY ins.route ORDER BY ins.id) AS k,
-                       (p_handoff ->> ins.route)::int AS lim
-                  FROM ins
-                 WHERE tok IS NOT NULL AND ins.send_at <= now()) h
+                       offer.lim
+                  FROM ins JOIN offer ON offer.route = ins.route
+                 WHERE ins.send_at <= now()) h
              WHERE h.k <= h.lim
         ), q AS (
             INSERT INTO outbox_queue (message_id, centre_id, route, due_at, lease_node,

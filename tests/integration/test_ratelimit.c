@@ -15,12 +15,16 @@
  * 4. No overtaking: on a route with concurrency 1 and 300 ms latency, 6 messages posted one
  *    after the other are sent in the order they were accepted (the first usually by hand-off,
  *    the ones that found the route busy by claims: a hand-off never jumps that queue).
+ * 5. No overtaking of what this node does not know is due: a message with send_at 2 s ahead
+ *    becomes due while no claim runs (poll interval 10 s); a message posted after that is not
+ *    handed off ahead of it: on a route with concurrency 1 the earlier one is sent first.
  */
 #include "harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void run(const char *name, const char *route, int n, double min_spread)
 {
@@ -205,6 +209,58 @@ static void test_no_overtaking(void **state)
     free(conninfo);
 }
 
+static void test_due_backlog_first(void **state)
+{
+    (void)state;
+    char *conninfo = h_db_create(h_test_pg(), "due", NULL);
+    int port = h_free_port();
+    struct h_config c = {.port = port,
+                         .conninfo = conninfo,
+                         .outbox = "lease_seconds = 5\npoll_interval_ms = 10000\n",
+                         .route_sim = "latency_ms = 20\ndlr_delay_ms = 50\nconcurrency = 1\n"};
+    char *config = h_config_write(&c, "due.ini");
+    h_centre_create(config, "Centre rendez-vous");
+    char *key = h_key_create(config, "Centre rendez-vous");
+    struct h_daemon *d = h_daemon_start("due", config, port);
+    time_t at = time(NULL) + 2;
+    struct tm tm;
+    gmtime_r(&at, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *body = h_printf("{\"to\":\"+33614000001\",\"text\":\"Prévu\",\"send_at\":\"%s\"}", ts);
+    struct h_resp *r = h_post_json(d, "/api/v1/messages", key, body);
+    H_ASSERT(r->status == 202, "scheduled send: %ld %s", r->status, r->body);
+    long long first = h_jint(r->json, "id");
+    h_resp_free(r);
+    free(body);
+    h_sleep_ms(3500); /* due now; the next periodic claim is seconds away */
+    r = h_post_json(d, "/api/v1/messages", key, "{\"to\":\"+33614000002\",\"text\":\"Immédiat\"}");
+    H_ASSERT(r->status == 202, "immediate send: %ld %s", r->status, r->body);
+    long long second = h_jint(r->json, "id");
+    h_resp_free(r);
+    struct h_daemon *alive[] = {d, NULL};
+    long long delivered = h_wait_delivered(conninfo, 2, 60, 2, alive);
+    char *order = h_sql_str(conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
+                                      "started_at, id) FROM attempts");
+    char *want = h_printf("%lld,%lld", first, second);
+    h_log("due: scheduled %lld (send_at %s), then immediate %lld; sent %s; %.0f by hand-off",
+          first, ts, second, order ? order : "(none)",
+          h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}"));
+    struct h_checks ck = {0};
+    h_check(&ck, delivered == 2, "both delivered: %lld", delivered);
+    h_check(&ck, order && !strcmp(order, want),
+            "the message due first is sent first: sent %s, expected %s", order ? order : "(none)",
+            want);
+    h_daemon_stop_check(d, &ck);
+    h_checks_done(&ck, "due");
+    h_daemon_free(d);
+    free(order);
+    free(want);
+    free(key);
+    free(config);
+    free(conninfo);
+}
+
 int main(int argc, char **argv)
 {
     h_init("ratelimit", argc, argv);
@@ -213,6 +269,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_handoff),
         cmocka_unit_test(test_no_overtaking),
+        cmocka_unit_test(test_due_backlog_first),
     };
     int failures = cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
     h_exit(failures);
