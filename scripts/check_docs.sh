@@ -28,8 +28,9 @@ for c in "${cmds[@]}"; do
     "$CTL" ${c%% *} --help >/dev/null 2>&1 || bad "gatewayctl ${c%% *} --help fails"
 done
 
-mapfile -t keys < <(grep -o '!strcmp(key, "[a-z_]*")' "$REPO/gatewayd/gw_config.c" |
-    sed 's/.*"\(.*\)".*/\1/' | sort -u)
+# keys compared one by one (!strcmp(key, "…")) or listed in a table ({"…", &c->…})
+mapfile -t keys < <(grep -oE '!strcmp\(key, "[a-z_]*"\)|\{"[a-z_]+", &c->' \
+    "$REPO/gatewayd/gw_config.c" | sed 's/[^"]*"\([a-z_]*\)".*/\1/' | sort -u)
 [ "${#keys[@]}" -ge 20 ] || bad "found only ${#keys[@]} configuration keys in gw_config.c"
 man8=$(sed -e 's/\\f[BIRP]//g' -e 's/\\-/-/g' "$REPO/man/gatewayd.8")
 for k in "${keys[@]}"; do
