@@ -13,10 +13,6 @@
 -- * gw_retry_failed (007) carries the attempt count over to the new queue row.
 -- See README.md "Design notes".
 
--- Room on each page of messages for the version its outcome writes: the update can then stay
--- on the page (HOT) and skip the four indexes of messages.
-ALTER TABLE messages SET (fillfactor = 70);
-
 ALTER TABLE outbox_queue ADD COLUMN attempts int NOT NULL DEFAULT 0,
                          ADD COLUMN claimed_at timestamptz;
 UPDATE outbox_queue q SET attempts = m.attempts FROM messages m WHERE m.id = q.message_id;
