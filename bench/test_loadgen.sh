@@ -19,6 +19,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # 503, then 202; MODE drop: every 5th request is closed without an answer.
 cat >"$tmp/peer.py" <<'PY'
 import json, socket, socketserver, sys, threading
+from urllib.parse import parse_qs, urlsplit
 mode = sys.argv[1]
 expect_text = sys.argv[2]
 lock = threading.Lock()
@@ -58,9 +59,15 @@ class H(socketserver.BaseRequestHandler):
                             and set(j) <= {"to", "text", "idempotency_key"})
                 except Exception:
                     good = False
-                if not good:
-                    self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                    continue
+            else:
+                # a form body (--inbound) or a query (--get): from/to and text, URL-encoded
+                line = head.split(b"\r\n")[0].decode()
+                fields = parse_qs(req.decode() if req else urlsplit(line.split(" ")[1]).query)
+                num = (fields.get("from") or fields.get("to") or [""])[0]
+                good = num.startswith("+33") and fields.get("text", [""])[0].startswith(expect_text)
+            if not good:
+                self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                continue
             n = next_n()
             ok = b"200 OK" if b"/providers/" in head.split(b"\r\n")[0] else b"202 Accepted"
             body = b'{"id":%d,"status":"queued"}' % n
@@ -94,7 +101,11 @@ s.serve_forever()
 PY
 
 start_peer() {
-    [ -z "$peer" ] || kill "$peer" 2>/dev/null || true
+    if [ -n "$peer" ]; then # the old peer gone, and its port file with it
+        kill "$peer" 2>/dev/null || true
+        wait "$peer" 2>/dev/null || true
+    fi
+    rm -f "$tmp/port"
     python3 "$tmp/peer.py" "$1" "$text_start" >"$tmp/port" &
     peer=$!
     for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done

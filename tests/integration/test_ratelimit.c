@@ -26,29 +26,65 @@
 #include <string.h>
 #include <time.h>
 
+/* One daemon on its own database with one centre and its key. */
+struct env {
+    const char *name;
+    char *conninfo, *config, *key;
+    struct h_daemon *d;
+};
+
+static void env_start(struct env *e, const char *name, const struct h_config *extra)
+{
+    e->name = name;
+    e->conninfo = h_db_create(h_test_pg(), name, NULL);
+    struct h_config c = *extra;
+    c.port = h_free_port();
+    c.conninfo = e->conninfo;
+    char *file = h_printf("%s.ini", name);
+    e->config = h_config_write(&c, file);
+    free(file);
+    h_centre_create(e->config, "Centre cadence");
+    e->key = h_key_create(e->config, "Centre cadence");
+    e->d = h_daemon_start(name, e->config, c.port);
+}
+
+/* Stops the daemon (a clean stop is one more check), reports the checks, frees. */
+static void env_finish(struct env *e, struct h_checks *ck)
+{
+    h_daemon_stop_check(e->d, ck);
+    h_checks_done(ck, e->name);
+    h_daemon_free(e->d);
+    free(e->key);
+    free(e->config);
+    free(e->conninfo);
+}
+
+static long long claimed_by(struct env *e, const char *by)
+{
+    char *series = h_printf("passerelle_claimed_total{route=\"sim\",by=\"%s\"}", by);
+    long long v = (long long)h_metric(e->d, series);
+    free(series);
+    return v;
+}
+
 static void run(const char *name, const char *route, int n, double min_spread)
 {
-    char *conninfo = h_db_create(h_test_pg(), name, NULL);
-    int port = h_free_port();
-    struct h_config c = {.port = port, .conninfo = conninfo, .route_sim = route};
-    char *file = h_printf("%s.ini", name);
-    char *config = h_config_write(&c, file);
-    h_centre_create(config, "Centre cadence");
-    char *key = h_key_create(config, "Centre cadence");
-    struct h_daemon *d = h_daemon_start(name, config, port);
+    struct env e;
+    env_start(&e, name, &(struct h_config){.route_sim = route});
     for (int i = 0; i < n; i++) {
         char *body = h_printf("{\"to\":\"+336120000%02d\",\"text\":\"Cadence %d\"}", i, i);
-        struct h_resp *r = h_post_json(d, "/api/v1/messages", key, body);
+        struct h_resp *r = h_post_json(e.d, "/api/v1/messages", e.key, body);
         H_ASSERT(r->status == 202, "send %d: expected 202, got %ld %s", i, r->status, r->body);
         h_resp_free(r);
         free(body);
     }
-    struct h_daemon *alive[] = {d, NULL};
-    long long delivered = h_wait_delivered(conninfo, n, 120, 10, alive);
-    double spread = (double)h_sql_int(conninfo, "SELECT (extract(epoch FROM max(started_at) - "
-                                                "min(started_at)) * 1000)::bigint FROM attempts") /
-                    1000.0;
-    long long attempts = h_sql_int(conninfo, "SELECT count(*) FROM attempts");
+    struct h_daemon *alive[] = {e.d, NULL};
+    long long delivered = h_wait_delivered(e.conninfo, n, 120, 10, alive);
+    double spread =
+        (double)h_sql_int(e.conninfo, "SELECT (extract(epoch FROM max(started_at) - "
+                                      "min(started_at)) * 1000)::bigint FROM attempts") /
+        1000.0;
+    long long attempts = h_sql_int(e.conninfo, "SELECT count(*) FROM attempts");
     h_log("%s: %lld delivered, %lld attempts, hand-overs spread over %.2f s", name, delivered,
           attempts, spread);
     struct h_checks ck = {0};
@@ -56,13 +92,7 @@ static void run(const char *name, const char *route, int n, double min_spread)
     h_check(&ck, attempts == n, "one attempt each: %lld attempts", attempts);
     h_check(&ck, spread >= min_spread, "hand-overs spread over at least %.1f s: %.2f s", min_spread,
             spread);
-    h_daemon_stop_check(d, &ck);
-    h_checks_done(&ck, name);
-    h_daemon_free(d);
-    free(key);
-    free(config);
-    free(file);
-    free(conninfo);
+    env_finish(&e, &ck);
 }
 
 static void test_rate(void **state)
@@ -103,27 +133,20 @@ static int post_and_read(struct h_daemon *d, const char *key, int n, const char 
 static void handoff_run(const char *name, int handoff)
 {
     const int n = 10;
-    char *conninfo = h_db_create(h_test_pg(), name, NULL);
-    int port = h_free_port();
-    struct h_config c = {.port = port,
-                         .conninfo = conninfo,
-                         .route_sim = "latency_ms = 300\ndlr_delay_ms = 50\n",
-                         .outbox_add = handoff ? NULL : "handoff = no\n"};
-    char *file = h_printf("%s.ini", name);
-    char *config = h_config_write(&c, file);
-    h_centre_create(config, "Centre relais");
-    char *key = h_key_create(config, "Centre relais");
-    struct h_daemon *d = h_daemon_start(name, config, port);
-    int sending = post_and_read(d, key, n, "Relais");
-    struct h_daemon *alive[] = {d, NULL};
-    long long delivered = h_wait_delivered(conninfo, n, 120, 5, alive);
-    long long by_handoff =
-        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}");
-    long long by_claim =
-        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"claim\"}");
+    struct env e;
+    env_start(&e, name,
+              /* periodic claims rare (every 10 s) and sends slow (3 s): a message read right
+               * after its 202 is still in flight, and hardly any meets a periodic claim */
+              &(struct h_config){.outbox = "lease_seconds = 10\npoll_interval_ms = 10000\n",
+                                 .route_sim = "latency_ms = 3000\ndlr_delay_ms = 50\n",
+                                 .outbox_add = handoff ? NULL : "handoff = no\n"});
+    int sending = post_and_read(e.d, e.key, n, "Relais");
+    struct h_daemon *alive[] = {e.d, NULL};
+    long long delivered = h_wait_delivered(e.conninfo, n, 120, 5, alive);
+    long long by_handoff = claimed_by(&e, "handoff"), by_claim = claimed_by(&e, "claim");
     /* every message's history, as the API shows it */
     long long good_history = h_sql_int(
-        conninfo,
+        e.conninfo,
         "SELECT count(*) FROM messages m WHERE (SELECT string_agg(e.status, ',' ORDER BY "
         "e.id) FROM message_events e WHERE e.message_id = m.id) = 'sending,sent,delivered'"
         " AND (SELECT count(*) FROM attempts a WHERE a.message_id = m.id) = 1");
@@ -133,9 +156,8 @@ static void handoff_run(const char *name, int handoff)
     struct h_checks ck = {0};
     h_check(&ck, delivered == n, "all %d messages delivered: %lld", n, delivered);
     h_check(&ck, good_history == n,
-            "every history is sending, sent, delivered with one attempt: "
-            "%lld of %d",
-            good_history, n);
+            "every history is sending, sent, delivered with one attempt: %lld of %d", good_history,
+            n);
     if (handoff) {
         /* a message that arrives while the route's periodic claim is out waits for a claim:
          * the room is the claim's until it answers */
@@ -147,17 +169,10 @@ static void handoff_run(const char *name, int handoff)
                 sending, by_handoff);
     } else {
         h_check(&ck, by_handoff == 0 && by_claim == n,
-                "handoff = no: all taken by claims: %lld "
-                "by hand-off, %lld by claims",
-                by_handoff, by_claim);
+                "handoff = no: all taken by claims: %lld by hand-off, %lld by claims", by_handoff,
+                by_claim);
     }
-    h_daemon_stop_check(d, &ck);
-    h_checks_done(&ck, name);
-    h_daemon_free(d);
-    free(key);
-    free(config);
-    free(file);
-    free(conninfo);
+    env_finish(&e, &ck);
 }
 
 static void test_handoff(void **state)
@@ -171,26 +186,18 @@ static void test_no_overtaking(void **state)
 {
     (void)state;
     const int n = 6;
-    char *conninfo = h_db_create(h_test_pg(), "order", NULL);
-    int port = h_free_port();
-    struct h_config c = {.port = port,
-                         .conninfo = conninfo,
-                         .route_sim = "latency_ms = 300\ndlr_delay_ms = 50\nconcurrency = 1\n"};
-    char *config = h_config_write(&c, "order.ini");
-    h_centre_create(config, "Centre file");
-    char *key = h_key_create(config, "Centre file");
-    struct h_daemon *d = h_daemon_start("order", config, port);
-    post_and_read(d, key, n, "Ordre");
-    struct h_daemon *alive[] = {d, NULL};
-    long long delivered = h_wait_delivered(conninfo, n, 120, 5, alive);
-    char *sent_order = h_sql_str(conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
-                                           "started_at, id) FROM attempts");
-    char *accepted_order = h_sql_str(conninfo, "SELECT string_agg(id::text, ',' ORDER BY "
-                                               "created_at, id) FROM messages");
-    long long by_handoff =
-        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}");
-    long long by_claim =
-        (long long)h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"claim\"}");
+    struct env e;
+    env_start(
+        &e, "order",
+        &(struct h_config){.route_sim = "latency_ms = 300\ndlr_delay_ms = 50\nconcurrency = 1\n"});
+    post_and_read(e.d, e.key, n, "Ordre");
+    struct h_daemon *alive[] = {e.d, NULL};
+    long long delivered = h_wait_delivered(e.conninfo, n, 120, 5, alive);
+    char *sent_order = h_sql_str(e.conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
+                                             "started_at, id) FROM attempts");
+    char *accepted_order = h_sql_str(e.conninfo, "SELECT string_agg(id::text, ',' ORDER BY "
+                                                 "created_at, id) FROM messages");
+    long long by_handoff = claimed_by(&e, "handoff"), by_claim = claimed_by(&e, "claim");
     h_log("order: accepted %s, sent %s; %lld by hand-off, %lld by claims", accepted_order,
           sent_order, by_handoff, by_claim);
     struct h_checks ck = {0};
@@ -199,66 +206,60 @@ static void test_no_overtaking(void **state)
             "sent in the order accepted: accepted %s, sent %s", accepted_order, sent_order);
     h_check(&ck, by_handoff + by_claim == n, "each taken once, by hand-off or a claim: %lld + %lld",
             by_handoff, by_claim);
-    h_daemon_stop_check(d, &ck);
-    h_checks_done(&ck, "order");
-    h_daemon_free(d);
+    env_finish(&e, &ck);
     free(sent_order);
     free(accepted_order);
-    free(key);
-    free(config);
-    free(conninfo);
 }
 
 static void test_due_backlog_first(void **state)
 {
     (void)state;
-    char *conninfo = h_db_create(h_test_pg(), "due", NULL);
-    int port = h_free_port();
-    struct h_config c = {.port = port,
-                         .conninfo = conninfo,
-                         .outbox = "lease_seconds = 5\npoll_interval_ms = 10000\n",
-                         .route_sim = "latency_ms = 20\ndlr_delay_ms = 50\nconcurrency = 1\n"};
-    char *config = h_config_write(&c, "due.ini");
-    h_centre_create(config, "Centre rendez-vous");
-    char *key = h_key_create(config, "Centre rendez-vous");
-    struct h_daemon *d = h_daemon_start("due", config, port);
+    struct env e;
+    env_start(
+        &e, "due",
+        &(struct h_config){.outbox = "lease_seconds = 5\npoll_interval_ms = 10000\n",
+                           .route_sim = "latency_ms = 20\ndlr_delay_ms = 50\nconcurrency = 1\n"});
     time_t at = time(NULL) + 2;
     struct tm tm;
     gmtime_r(&at, &tm);
     char ts[32];
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
     char *body = h_printf("{\"to\":\"+33614000001\",\"text\":\"Prévu\",\"send_at\":\"%s\"}", ts);
-    struct h_resp *r = h_post_json(d, "/api/v1/messages", key, body);
+    struct h_resp *r = h_post_json(e.d, "/api/v1/messages", e.key, body);
     H_ASSERT(r->status == 202, "scheduled send: %ld %s", r->status, r->body);
     long long first = h_jint(r->json, "id");
     h_resp_free(r);
     free(body);
     h_sleep_ms(3500); /* due now; the next periodic claim is seconds away */
-    r = h_post_json(d, "/api/v1/messages", key, "{\"to\":\"+33614000002\",\"text\":\"Immédiat\"}");
+    /* what this test is about: the first message due and still waiting in the queue */
+    long long waiting = h_sql_int(e.conninfo,
+                                  "SELECT count(*) FROM outbox_queue q WHERE q.message_id = %lld"
+                                  " AND q.lease_token IS NULL AND q.due_at <= now()",
+                                  first);
+    r = h_post_json(e.d, "/api/v1/messages", e.key,
+                    "{\"to\":\"+33614000002\",\"text\":\"Immédiat\"}");
     H_ASSERT(r->status == 202, "immediate send: %ld %s", r->status, r->body);
     long long second = h_jint(r->json, "id");
     h_resp_free(r);
-    struct h_daemon *alive[] = {d, NULL};
-    long long delivered = h_wait_delivered(conninfo, 2, 60, 2, alive);
-    char *order = h_sql_str(conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
-                                      "started_at, id) FROM attempts");
+    struct h_daemon *alive[] = {e.d, NULL};
+    long long delivered = h_wait_delivered(e.conninfo, 2, 60, 2, alive);
+    char *order = h_sql_str(e.conninfo, "SELECT string_agg(message_id::text, ',' ORDER BY "
+                                        "started_at, id) FROM attempts");
     char *want = h_printf("%lld,%lld", first, second);
-    h_log("due: scheduled %lld (send_at %s), then immediate %lld; sent %s; %.0f by hand-off",
-          first, ts, second, order ? order : "(none)",
-          h_metric(d, "passerelle_claimed_total{route=\"sim\",by=\"handoff\"}"));
+    h_log("due: scheduled %lld (send_at %s), then immediate %lld; sent %s; %lld by hand-off", first,
+          ts, second, order ? order : "(none)", claimed_by(&e, "handoff"));
     struct h_checks ck = {0};
+    h_check(&ck, waiting == 1,
+            "the scheduled message was due and waiting when the second was "
+            "posted: %lld",
+            waiting);
     h_check(&ck, delivered == 2, "both delivered: %lld", delivered);
     h_check(&ck, order && !strcmp(order, want),
             "the message due first is sent first: sent %s, expected %s", order ? order : "(none)",
             want);
-    h_daemon_stop_check(d, &ck);
-    h_checks_done(&ck, "due");
-    h_daemon_free(d);
+    env_finish(&e, &ck);
     free(order);
     free(want);
-    free(key);
-    free(config);
-    free(conninfo);
 }
 
 int main(int argc, char **argv)
