@@ -6,6 +6,7 @@
 #include "gw_http.h"
 #include "gw_limit.h"
 #include "gw_log.h"
+#include "gw_metrics.h"
 #include "gw_outbox.h"
 #include "gw_util.h"
 #include "prov_phone.h"
@@ -383,11 +384,9 @@ void gw_api_set_key_rate(struct gw_api *api, int per_second)
 
 void gw_api_metrics(const struct gw_api *api, struct evbuffer *out)
 {
-    evbuffer_add_printf(out,
-                        "# HELP passerelle_api_key_rate_limited_total Sends answered 429 by the "
-                        "per-key limit (key_rate).\n"
-                        "# TYPE passerelle_api_key_rate_limited_total counter\n"
-                        "passerelle_api_key_rate_limited_total %llu\n",
+    gw_metric_head(out, "passerelle_api_key_rate_limited_total", "counter",
+                   "Sends answered 429 by the per-key limit (key_rate).");
+    evbuffer_add_printf(out, "passerelle_api_key_rate_limited_total %llu\n",
                         (unsigned long long)api->key_limited);
 }
 

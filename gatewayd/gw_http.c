@@ -2,6 +2,7 @@
 #include "gw_http.h"
 #include "gw_limit.h"
 #include "gw_log.h"
+#include "gw_metrics.h"
 #include "gw_util.h"
 
 #include <event2/buffer.h>
@@ -189,20 +190,16 @@ void gw_http_set_limits(struct gw_http *h, const struct gw_http_limits *lim)
 
 void gw_http_metrics(const struct gw_http *h, struct evbuffer *out)
 {
-    evbuffer_add_printf(out,
-                        "# HELP passerelle_http_connections Client connections open (counted "
-                        "from their first request).\n"
-                        "# TYPE passerelle_http_connections gauge\n"
-                        "passerelle_http_connections %d\n"
-                        "# HELP passerelle_http_connections_refused_total Connections answered "
-                        "503 too_many_connections.\n"
-                        "# TYPE passerelle_http_connections_refused_total counter\n"
-                        "passerelle_http_connections_refused_total %llu\n"
-                        "# HELP passerelle_http_rate_limited_total Requests answered 429 by the "
-                        "per-address limit of the public endpoints.\n"
-                        "# TYPE passerelle_http_rate_limited_total counter\n"
-                        "passerelle_http_rate_limited_total %llu\n",
-                        h->nconns, (unsigned long long)h->refused_conns,
+    gw_metric_head(out, "passerelle_http_connections", "gauge",
+                   "Client connections open (counted from their first request).");
+    evbuffer_add_printf(out, "passerelle_http_connections %d\n", h->nconns);
+    gw_metric_head(out, "passerelle_http_connections_refused_total", "counter",
+                   "Connections answered 503 too_many_connections.");
+    evbuffer_add_printf(out, "passerelle_http_connections_refused_total %llu\n",
+                        (unsigned long long)h->refused_conns);
+    gw_metric_head(out, "passerelle_http_rate_limited_total", "counter",
+                   "Requests answered 429 by the per-address limit of the public endpoints.");
+    evbuffer_add_printf(out, "passerelle_http_rate_limited_total %llu\n",
                         (unsigned long long)h->rate_limited);
 }
 

@@ -1501,15 +1501,12 @@ void gw_outbox_provider_http(struct gw_outbox *o, struct evhttp_request *req, co
 int gw_outbox_ussd(struct gw_outbox *o, const char *route, const char *code,
                    void (*done)(void *arg, int err, const char *reply), void *arg)
 {
-    for (size_t i = 0; i < o->nroutes; i++) {
-        struct route *r = &o->routes[i];
-        if (strcmp(r->name, route) != 0)
-            continue;
-        if (!r->ops->ussd)
-            return GW_EINVAL;
-        return r->ops->ussd(r->priv, code, done, arg) == 0 ? GW_OK : GW_EDOWN;
-    }
-    return GW_ENOTFOUND;
+    struct route *r = route_by_name(o, route);
+    if (!r)
+        return GW_ENOTFOUND;
+    if (!r->ops->ussd)
+        return GW_EINVAL;
+    return r->ops->ussd(r->priv, code, done, arg) == 0 ? GW_OK : GW_EDOWN;
 }
 
 json_t *gw_outbox_status(struct gw_outbox *o)
@@ -1670,16 +1667,11 @@ void gw_outbox_set_inbound_hook(struct gw_outbox *o, gw_inbound_hook fn, void *a
 
 int gw_outbox_optout(struct gw_outbox *o, const char *route, const char *e164, int opted_out)
 {
-    for (size_t i = 0; i < o->nroutes; i++) {
-        struct route *r = &o->routes[i];
-        if (strcmp(r->name, route) != 0)
-            continue;
-        if (!r->ops->optout)
-            return 0;
-        r->ops->optout(r->priv, e164, opted_out);
-        return 1;
-    }
-    return 0;
+    struct route *r = route_by_name(o, route);
+    if (!r || !r->ops->optout)
+        return 0;
+    r->ops->optout(r->priv, e164, opted_out);
+    return 1;
 }
 
 /* Whether the driver's own options (not the core's: rate, breaker, callbacks…) are the same. */
@@ -1703,45 +1695,39 @@ static int same_options(const struct prov_conf *a, const struct gw_route_conf *b
 
 int gw_outbox_reconfigure(struct gw_outbox *o, const struct gw_route_conf *rc)
 {
-    for (size_t i = 0; i < o->nroutes; i++) {
-        struct route *r = &o->routes[i];
-        if (strcmp(r->name, rc->name) != 0)
-            continue;
-        if (strcmp(r->driver, rc->driver) != 0)
-            return GW_EINVAL;
-        if (same_options(&r->conf, rc) && !r->next) {
-            r->rc = rc; /* breaker and callback settings apply at once */
-            return 1;
-        }
-        if (o->draining)
-            return GW_OK;
-        gw_info(r->name,
-                "SIGHUP: new driver options; the driver starts again once its %d "
-                "send%s in flight %s answered",
-                r->in_flight, r->in_flight == 1 ? "" : "s", r->in_flight == 1 ? "is" : "are");
-        r->next = rc;
-        r->rc = rc;
-        if (r->in_flight == 0)
-            route_swap(r);
+    struct route *r = route_by_name(o, rc->name);
+    if (!r)
+        return GW_ENOTFOUND;
+    if (strcmp(r->driver, rc->driver) != 0)
+        return GW_EINVAL;
+    if (same_options(&r->conf, rc) && !r->next) {
+        r->rc = rc; /* breaker and callback settings apply at once */
         return 1;
     }
-    return GW_ENOTFOUND;
+    if (o->draining)
+        return GW_OK;
+    gw_info(r->name,
+            "SIGHUP: new driver options; the driver starts again once its %d "
+            "send%s in flight %s answered",
+            r->in_flight, r->in_flight == 1 ? "" : "s", r->in_flight == 1 ? "is" : "are");
+    r->next = rc;
+    r->rc = rc;
+    if (r->in_flight == 0)
+        route_swap(r);
+    return 1;
 }
 
 int gw_outbox_set_limits(struct gw_outbox *o, const char *route, double rate, int concurrency)
 {
-    for (size_t i = 0; i < o->nroutes; i++) {
-        struct route *r = &o->routes[i];
-        if (strcmp(r->name, route) != 0)
-            continue;
-        if (r->rate != rate || r->concurrency != concurrency)
-            gw_info(r->name, "limits now %g/s, %d in flight (were %g/s, %d)", rate, concurrency,
-                    r->rate, r->concurrency);
-        r->rate = rate;
-        r->concurrency = concurrency;
-        if (!o->draining)
-            route_kick(r);
-        return GW_OK;
-    }
-    return GW_ENOTFOUND;
+    struct route *r = route_by_name(o, route);
+    if (!r)
+        return GW_ENOTFOUND;
+    if (r->rate != rate || r->concurrency != concurrency)
+        gw_info(r->name, "limits now %g/s, %d in flight (were %g/s, %d)", rate, concurrency,
+                r->rate, r->concurrency);
+    r->rate = rate;
+    r->concurrency = concurrency;
+    if (!o->draining)
+        route_kick(r);
+    return GW_OK;
 }

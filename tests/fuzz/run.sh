@@ -60,13 +60,7 @@ build() {
                 "$root/gatewayd/gw_util.c" "$root/providers/prov_text.c" "$out/prov_phone_shim.o" \
                 $(pc --cflags --libs inih jansson libevent libsodium) -lphonenumber \
                 $(pc --libs icu-uc) -lstdc++ -o "$out/$name" ;;
-        fuzz_admin_body)
-            clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
-            clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_admin_parse.c" \
-                "$root/gatewayd/sched_time.c" "$out/prov_phone_shim.o" \
-                $(pc --cflags --libs jansson libevent libical) -lphonenumber $(pc --libs icu-uc) \
-                -lstdc++ -o "$out/$name" ;;
-        fuzz_admin_csv)
+        fuzz_admin_body | fuzz_admin_csv)
             clang++ "${cxxflags[@]}" -c "$root/providers/prov_phone_shim.cc" -o "$out/prov_phone_shim.o"
             clang "${cflags[@]}" -fno-sanitize=vptr "$here/$name.c" "$root/gatewayd/gw_admin_parse.c" \
                 "$root/gatewayd/sched_time.c" "$out/prov_phone_shim.o" \
