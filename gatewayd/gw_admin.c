@@ -1123,32 +1123,20 @@ static void handle_more_sms(struct areq *r)
 static void handle_routes_set(struct areq *r)
 {
     json_t *names = json_object_get(r->json, "routes");
-    json_t *st = gw_outbox_status(r->a->o);
     const char *why = NULL;
     char msg[200];
-    if (!json_is_array(names) || json_array_size(names) > 10) {
+    if (!json_is_array(names) || json_array_size(names) > 10)
         why = "Donnez la liste des voies, dans l'ordre (10 au plus).";
-    } else {
-        size_t i, j;
-        json_t *n, *m;
-        json_array_foreach(names, i, n)
-        {
-            const char *s = json_string_value(n);
-            if (!s || !json_object_get(st, s)) {
-                snprintf(msg, sizeof msg, "Voie inconnue : %.100s.", s ? s : "?");
-                why = msg;
-                break;
-            }
-            json_array_foreach(names, j, m) if (j < i && json_equal(m, n))
-            {
-                why = "Chaque voie ne figure qu'une fois dans la liste.";
-                break;
-            }
-            if (why)
-                break;
+    for (size_t i = 0; !why && i < json_array_size(names); i++) {
+        const char *s = json_string_value(json_array_get(names, i));
+        if (!s || !gw_config_route(r->a->cfg, s)) {
+            snprintf(msg, sizeof msg, "Voie inconnue : %.100s.", s ? s : "?");
+            why = msg;
         }
+        for (size_t j = 0; !why && j < i; j++)
+            if (json_equal(json_array_get(names, j), json_array_get(names, i)))
+                why = "Chaque voie ne figure qu'une fois dans la liste.";
     }
-    json_decref(st);
     if (why) {
         areq_fail(r, 422, "invalid_routes", why);
         return;
@@ -1237,6 +1225,24 @@ static void pw_hashed(evutil_socket_t fd, short what, void *arg)
 
 /* Why a staff body is refused (French), or NULL: POST staff checks the login, role and name;
  * both endpoints check a password given (none: one is made). */
+/* Characters (UTF-8 code points) of s, as the browser counts them. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The one password rule (a staff account's, set by an admin or by its owner): at least 10
+ * characters as the browser counts them, at most 256 bytes. */
+static const char *password_refusal(const char *pw)
+{
+    if (utf8_chars(pw) < 10 || strlen(pw) > 256)
+        return "Le mot de passe doit avoir au moins 10 caractères (et 256 octets au plus).";
+    return NULL;
+}
+
 static const char *staff_refusal(const struct areq *r, const char *pw)
 {
     if (!strcmp(r->path, "staff")) {
@@ -1251,9 +1257,7 @@ static const char *staff_refusal(const struct areq *r, const char *pw)
         if (name && strlen(name) > 100)
             return "Nom : 100 caractères au plus.";
     }
-    if (pw && *pw && (strlen(pw) < 10 || strlen(pw) > 256))
-        return "Le mot de passe doit avoir de 10 à 256 caractères.";
-    return NULL;
+    return pw && *pw ? password_refusal(pw) : NULL;
 }
 
 /* A password made here, shown once: 3 groups of 4 characters that cannot be mistaken for one
@@ -1349,15 +1353,6 @@ static char *take_secret(json_t *body, const char *key)
     sodium_memzero((char *)json_string_value(v), json_string_length(v));
     json_object_del(body, key);
     return copy;
-}
-
-/* Characters (UTF-8 code points) of s, as the browser counts them. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
 }
 
 static void mepw_saved(void *arg, PGresult *res, const char *err)
@@ -1467,9 +1462,8 @@ static void handle_me_pw(struct areq *r)
         mepw_free(m);
         return;
     }
-    if (utf8_chars(next) < 10 || strlen(next) > 256)
-        weak = "Le nouveau mot de passe doit avoir au moins 10 caractères (et 256 octets au plus).";
-    else if (!strcmp(cur, next))
+    weak = password_refusal(next);
+    if (!weak && !strcmp(cur, next))
         weak = "Le nouveau mot de passe doit être différent de l'actuel.";
     if (weak) {
         areq_fail(r, 422, "weak_password", weak);

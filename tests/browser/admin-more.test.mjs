@@ -455,11 +455,11 @@ step('a viewer sees Emplois and Alertes without the forms, and no Paramètres', 
   await p.getByRole('heading', {level: 1, name: 'Connexion'}).waitFor();
   await login(p, 'victor');
   assert.equal(await p.getByRole('link', {name: 'Paramètres'}).count(), 0);
-  await p.evaluate(() => { location.hash = '#/emplois'; });
-  await p.getByRole('heading', {level: 1, name: 'Offres d’emploi'}).waitFor();
+  // go() waits for the screen to finish loading: a missing button is then really missing
+  const v = pageHelpers(() => p);
+  await v.go('#/emplois', 'Offres d’emploi');
   assert.equal(await p.getByRole('button', {name: 'Publier l’offre'}).count(), 0);
-  await p.evaluate(() => { location.hash = '#/alertes'; });
-  await p.getByRole('heading', {level: 1, name: 'Alertes'}).waitFor();
+  await v.go('#/alertes', 'Alertes');
   await p.getByRole('table', {name: 'Thèmes d’alerte'}).waitFor();
   assert.equal(await p.getByRole('button', {name: 'Envoyer l’alerte'}).count(), 0);
   await ctx.close();
@@ -551,6 +551,10 @@ step('API: POST me/password — 401, 403 CSRF, 422 weak, a viewer changes their 
   const none = await raw('POST', 'me/password', {body: {current: OLD, new: NEW}});
   assert.equal(none.status, 401, none.text);
   assert.equal(none.json.error.code, 'unauthenticated');
+  // the same rule when an admin sets the password: characters, not bytes
+  const accented = await state.agnes.req('POST', 'staff', {body: {login: 'vera', name: 'Véra', role: 'viewer', password: 'ééééééééé'}});
+  assert.equal(accented.status, 422, '9 characters (18 bytes) are too short for an admin too');
+  assert.match(accented.json.error.message, /au moins 10 caractères/);
   const made = await state.agnes.req('POST', 'staff', {body: {login: 'vera', name: 'Véra', role: 'viewer', password: OLD}});
   assert.equal(made.status, 201, made.text);
   const v = await new Session('vera').open(OLD);
