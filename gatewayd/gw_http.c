@@ -461,12 +461,10 @@ void gw_http_free(struct gw_http *h)
 {
     if (!h)
         return;
-    evhttp_free(h->http); /* closes the connections: conn_closed empties h->conns */
-    struct conn *c, *ctmp;
-    HASH_ITER(hh, h->conns, c, ctmp)
-    {
-        conn_closed(c->evcon, h);
-    }
+    /* evhttp_free frees every connection, and evhttp_connection_free runs its close callback:
+     * conn_closed empties h->conns and h->peers (their evcon would be freed memory after this,
+     * so nothing here may look at them again) */
+    evhttp_free(h->http);
     gw_limit_free(h->addr_rate);
     free(h->exempt);
     for (size_t i = 0; i < h->nroutes; i++)
