@@ -232,8 +232,8 @@ static int retryable(long status)
     return status == 0 || status == 503 || status == 429 || status == 502 || status == 504;
 }
 
-static void op_answer(struct loader *L, struct f_op *op, long status, const char *body,
-                      const char *err, long ok_status)
+static void op_answer(struct f_op *op, long status, const char *body, const char *err,
+                      long ok_status)
 {
     op->last_status = status;
     if (status == ok_status) {
@@ -256,7 +256,6 @@ static void op_answer(struct loader *L, struct f_op *op, long status, const char
         op->state = 2;
         snprintf(op->last, sizeof op->last, "HTTP %ld %.120s", status, body ? body : "");
     }
-    (void)L;
 }
 
 static void run_api(struct loader *L, struct f_op *op)
@@ -270,7 +269,7 @@ static void run_api(struct loader *L, struct f_op *op)
     json_decref(b);
     struct http_out o;
     http_post(L->api_url, L->w->key, "application/json", body, &o);
-    op_answer(L, op, o.status, o.body, o.err, 202);
+    op_answer(op, o.status, o.body, o.err, 202);
     free(o.body);
     free(body);
 }
@@ -288,7 +287,7 @@ static void run_inbound(struct loader *L, struct f_op *op)
     curl_free(et);
     struct http_out o;
     http_post(L->inbound_url, NULL, "application/x-www-form-urlencoded", body, &o);
-    op_answer(L, op, o.status, o.body, o.err, 200);
+    op_answer(op, o.status, o.body, o.err, 200);
     free(o.body);
     free(body);
 }
@@ -1075,9 +1074,9 @@ void f_verify(struct f_world *w)
             acked[F_API] == all[F_API] && acked[F_INBOUND] == all[F_INBOUND] &&
                 acked[F_MODEM_IN] == all[F_MODEM_IN] && acked[F_REMINDER] == all[F_REMINDER],
             "every request was acknowledged in the end (api %lld/%lld, inbound %lld/%lld, modem "
-            "inbound %lld/%lld, reminders %lld/%lld); refused:%s; never answered:%s",
+            "inbound %lld/%lld, reminders %lld/%lld); refused %lld:%s; never answered:%s",
             acked[F_API], all[F_API], acked[F_INBOUND], all[F_INBOUND], acked[F_MODEM_IN],
-            all[F_MODEM_IN], acked[F_REMINDER], all[F_REMINDER],
+            all[F_MODEM_IN], acked[F_REMINDER], all[F_REMINDER], refused,
             refused_ex[0] ? refused_ex : " none", pending_ex[0] ? pending_ex : " none");
     h_check(&c, healthy, "/healthz answers 200 with db up again");
     h_check(&c, api_rows == acked[F_API] && api_match == acked[F_API],
